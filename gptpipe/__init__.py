@@ -1,0 +1,3 @@
+"""gptpipe: declarative GPT training driven by small train scripts."""
+
+__version__ = "0.1.0"
