@@ -1,0 +1,141 @@
+"""The `gptpipe` command: Hydra entry point that parses, plans and runs a train script."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from gptpipe.errors import GptpipeError
+
+log = logging.getLogger("gptpipe")
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def main() -> None:
+    """Console entry point: check the command line, then hand over to Hydra."""
+    _register_resolvers()
+    try:
+        _check_overrides(sys.argv[1:])
+    except GptpipeError as error:
+        print(f"gptpipe: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    hydra_main()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def hydra_main(config: DictConfig) -> None:
+    try:
+        run(config)
+    except GptpipeError as error:
+        _report_error(error)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        log.info("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def run(config: DictConfig) -> None:
+    """Run one job: worker agent, or parse, plan and (unless dry_run) execute a script."""
+    from gptpipe.config.plan import build_plan
+    from gptpipe.dsl import parse_file
+    from gptpipe.runtime.plan_report import format_plan, log_overrides
+    from gptpipe.runtime.runner import execute_plan
+
+    if config.get("worker_port") is not None:
+        from gptpipe.distributed.worker import serve
+
+        serve(config)
+        return
+
+    hydra_config = HydraConfig.get()
+    run_dir = Path(hydra_config.runtime.output_dir)
+    if not config.get("script"):
+        raise GptpipeError(
+            "no train script given",
+            hint="run gptpipe script=PATH, e.g. gptpipe script=cfg/quickstart.txt; gptpipe --help lists the options",
+        )
+
+    scripts = []
+    if config.get("data_script"):
+        scripts.append(parse_file(config.data_script))
+    scripts.append(parse_file(config.script))
+    overridden = _override_keys(hydra_config.overrides.task)
+    plan = build_plan(scripts, config, overridden)
+
+    plan_text = format_plan(plan, config)
+    _save_inputs(run_dir, scripts, plan_text)
+    if config.get("dry_run"):
+        print(plan_text)
+        return
+    log_overrides(plan, config)
+    log.info("run directory: %s", run_dir)
+    execute_plan(plan, config, run_dir)
+    log.info("done")
+
+
+def _override_keys(overrides) -> set[str]:
+    keys = set()
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        keys.add(key)
+    return keys
+
+
+def _save_inputs(run_dir: Path, scripts, plan_text: str) -> None:
+    """Store the script text and the plan beside Hydra's .hydra/ so a run can be repeated exactly."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for index, script in enumerate(scripts):
+        name = "script.txt" if index == len(scripts) - 1 else "data_script.txt"
+        (run_dir / name).write_text(script.text, encoding="utf-8")
+    (run_dir / "plan.txt").write_text(plan_text + "\n", encoding="utf-8")
+
+
+def _report_error(error: GptpipeError) -> None:
+    message = f"gptpipe: error: {error}"
+    # The run log gets the error too; the console gets it once, on stderr.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.emit(logging.LogRecord("gptpipe", logging.ERROR, __file__, 0, message, None, None))
+    print(message, file=sys.stderr)
+
+
+def _register_resolvers() -> None:
+    from gptpipe.config.reference import help_text
+
+    if not OmegaConf.has_resolver("gptpipe_help"):
+        OmegaConf.register_new_resolver("gptpipe_help", help_text)
+
+
+def _check_overrides(argv: list[str]) -> None:
+    """Reject unknown command-line names with a suggestion, before Hydra prints its own error."""
+    from gptpipe.config.plan import SUBTREES
+    from gptpipe.config.settings import BY_NAME as SETTINGS
+    from gptpipe.config.variables import BY_NAME as VARIABLES
+    from gptpipe.config.variables import UNSUPPORTED, suggest
+
+    known = set(SETTINGS) | set(VARIABLES)
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        if key.startswith(("+", "~")):
+            continue  # Hydra's explicit add/delete syntax: the user takes charge.
+        root = key.split(".", 1)[0]
+        if root in ("hydra",) or root in SUBTREES.values():
+            continue
+        if root in UNSUPPORTED:
+            raise GptpipeError(f"{root} is not supported: {UNSUPPORTED[root]}")
+        if root not in known:
+            raise GptpipeError(
+                f"unknown name on the command line: {key}" + suggest(root, known),
+                hint="gptpipe --help lists every variable and setting; add a new config key with +name=value",
+            )
+
+

@@ -1,0 +1,1 @@
+"""Hydra configuration shipped inside the package (conf/ at the repository root links here)."""

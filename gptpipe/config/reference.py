@@ -1,0 +1,134 @@
+"""Text generated from the declarations: `--help`, `conf/config.yaml`, script reference tables."""
+
+from __future__ import annotations
+
+import textwrap
+
+import yaml
+
+from gptpipe.config.dims import CODECS
+from gptpipe.config.plan import SUBTREES
+from gptpipe.config.settings import SETTINGS
+from gptpipe.config.variables import VARIABLES
+
+CONFIG_HEADER = """\
+# Generated from gptpipe/config/variables.py and gptpipe/config/settings.py by
+# `python -m gptpipe.config.generate`; edit those declarations, not this file.
+"""
+
+
+def _yaml_value(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def config_yaml() -> str:
+    """Return conf/config.yaml: every setting, script variable and dims sub-tree with its default."""
+    lines = [CONFIG_HEADER, "defaults:", "  - _self_", ""]
+    lines.append("# Settings of the gptpipe command.")
+    for setting in SETTINGS:
+        lines.append(f"{setting.name}: {_yaml_value(setting.default)}")
+    lines.append("")
+    lines.append("# Script variables: defaults, overridden by script assignments, overridden by the command line.")
+    for variable in VARIABLES:
+        lines.append(f"{variable.name}: {_yaml_value(variable.default)}")
+    lines.append("")
+    lines.append("# Single fields of the compact strings; a value set here wins over the string.")
+    for variable, subtree in SUBTREES.items():
+        lines.append(f"{subtree}:")
+        for field_name in CODECS[variable]().as_dict():
+            lines.append(f"  {field_name}: null")
+    lines.append("")
+    lines.append(HYDRA_SETTINGS)
+    return "\n".join(lines)
+
+
+HYDRA_SETTINGS = """\
+hydra:
+  job:
+    name: gptpipe
+    chdir: false
+  run:
+    dir: outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}
+  sweep:
+    dir: outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}-multirun
+    subdir: ${hydra.job.num}
+  help:
+    app_name: gptpipe
+    header: ''
+    footer: ''
+    template: ${gptpipe_help:}
+  job_logging:
+    formatters:
+      simple:
+        format: '[%(asctime)s] %(message)s'
+        datefmt: '%H:%M:%S'
+"""
+
+
+def help_text() -> str:
+    """Return the `gptpipe --help` text: usage, variables, settings, operations and flags."""
+    from gptpipe.runtime.registry import load_operations
+
+    operations = load_operations()
+    out = [
+        "gptpipe: train GPT models from small train scripts.",
+        "",
+        "Usage:",
+        "  gptpipe script=PATH [NAME=value ...]        run a train script",
+        "  gptpipe script=PATH dry_run=true            check the script and print its plan",
+        "  gptpipe script=PATH --multirun A=1,2 B=x,y  sweep: one run per combination",
+        "",
+        "Script variables (set in the script or as NAME=value on the command line; the command line wins):",
+    ]
+    for variable in VARIABLES:
+        unit = f", {variable.unit}" if variable.unit else ""
+        alias = f" (alias {', '.join(variable.aliases)})" if variable.aliases else ""
+        out.append(f"  {variable.name}{alias}: {variable.type_name}{unit}, default {variable.default!r}")
+        out.extend(_wrap(variable.description, 6))
+    out.append("")
+    out.append("Settings (command line only):")
+    for setting in SETTINGS:
+        out.append(f"  {setting.name}: {setting.type_name}, default {setting.default!r}")
+        out.extend(_wrap(setting.description, 6))
+    out.append("  model.FIELD, train.FIELD, drop.FIELD: one field of MODEL_DIMS, TRAIN_CONFIG or DROP_CONFIG,")
+    out.append("      e.g. model.depth=8; it wins over the string.")
+    out.append("")
+    out.append("Operations:")
+    for spec in sorted(operations.values(), key=lambda s: s.name):
+        out.append(f"  {spec.signature}")
+        out.extend(_wrap(spec.summary, 6))
+    extra = _flag_and_optimizer_help()
+    if extra:
+        out.append("")
+        out.extend(extra)
+    out.append("")
+    out.append("Full reference: docs/script-reference.md. Hydra's own options: gptpipe --hydra-help.")
+    # Hydra fills the help template with string.Template, so a literal '$' must be written '$$'.
+    return "\n".join(out).replace("$", "$$")
+
+
+def _flag_and_optimizer_help() -> list[str]:
+    lines: list[str] = []
+    try:
+        from gptpipe.model.flags import MODEL_FLAGS
+    except ImportError:
+        MODEL_FLAGS = {}
+    if MODEL_FLAGS:
+        lines.append("Model flags (arguments of create_model):")
+        for name, description in MODEL_FLAGS.items():
+            lines.append(f"  {name}")
+            lines.extend(_wrap(description, 6))
+    try:
+        from gptpipe.optim import OPTIMIZERS
+    except ImportError:
+        OPTIMIZERS = {}
+    if OPTIMIZERS:
+        lines.append("Optimizers (optimizer=NAME):")
+        for name, description in OPTIMIZERS.items():
+            lines.append(f"  {name}")
+            lines.extend(_wrap(description, 6))
+    return lines
+
+
+def _wrap(text: str, indent: int) -> list[str]:
+    return textwrap.wrap(text, width=100, initial_indent=" " * indent, subsequent_indent=" " * indent)

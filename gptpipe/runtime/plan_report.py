@@ -1,0 +1,72 @@
+"""Human-readable plan (printed by dry_run=true, saved as plan.txt) and the override notice."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig
+
+from gptpipe.config.plan import Plan, decode_dims
+
+log = logging.getLogger("gptpipe")
+
+
+def format_plan(plan: Plan, config: DictConfig) -> str:
+    """Return the plan: every step with the variable values it sees, decoded dims and sizes."""
+    script_names = " + ".join(s.path for s in plan.scripts)
+    lines = [f"plan for {script_names}: {len(plan.steps)} step{'s' if len(plan.steps) != 1 else ''}"]
+    for name, locations in plan.overridden_assignments.items():
+        where = ", ".join(str(loc) for loc in locations)
+        lines.append(f"command line sets {name}={plan.final_values[name]!r}, replacing the assignment at {where}")
+    if plan.uses_default_corpus:
+        lines.append("data: no data operation, so train() uses the built-in default corpus "
+                     "(Python standard library sources, byte tokens)")
+    for number, step in enumerate(plan.steps, start=1):
+        lines.append("")
+        lines.append(f"step {number}  {step.location}  {step.call_text()}")
+        lines.append("  values: " + _values_text(step.values))
+        lines.extend("  " + line for line in _dims_lines(step, config))
+    return "\n".join(lines)
+
+
+def _values_text(values: dict[str, Any]) -> str:
+    return " ".join(f"{name}={value!r}" for name, value in values.items())
+
+
+def _dims_lines(step, config: DictConfig) -> list[str]:
+    values = step.values
+    model = decode_dims("MODEL_DIMS", values, config)
+    train = decode_dims("TRAIN_CONFIG", values, config)
+    drop = decode_dims("DROP_CONFIG", values, config)
+    lines = []
+    if step.op.creates_model or step.op.name == "train":
+        lines.append(
+            f"MODEL_DIMS {model.encode()}: width {model.width}, {model.heads} head(s) x 128, depth {model.depth}, "
+            f"window {model.window} (local blocks {model.local_window}), feed-forward {model.ffn_width}; "
+            f"{_millions(model.block_parameters())} parameters in the blocks, plus 2 x {model.width} per "
+            "vocabulary token for embedding and output layer"
+        )
+    if step.op.name == "train":
+        lines.append(
+            f"TRAIN_CONFIG {train.encode()}: {train.batch} fragments x {train.fragment_len} tokens = "
+            f"{train.tokens_per_batch} tokens per batch"
+        )
+        lines.append(
+            f"DROP_CONFIG {drop.encode()}: keep {drop.keep_tokens:g} of tokens and {drop.keep_channels:g} of "
+            f"channels, lr {drop.lr:g}, warm-up {drop.warmup} iterations, weight decay {drop.reg:g}, "
+            + (f"decay to 0 over the last {values['MAX_ITERS'] / drop.tail:g} iterations" if drop.tail else "no decay")
+        )
+    return lines
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e5 else str(count)
+
+
+def log_overrides(plan: Plan, config: DictConfig) -> None:
+    """Log once per variable that a command-line value replaced the script's assignments."""
+    for name, locations in plan.overridden_assignments.items():
+        where = ", ".join(str(loc) for loc in locations)
+        log.info("command line sets %s=%r; it replaces the script's assignment at %s",
+                 name, plan.final_values[name], where)

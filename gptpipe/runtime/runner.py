@@ -1,0 +1,30 @@
+"""The step runner: executes a checked plan's operations one by one against a RunState."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from gptpipe.config.plan import Plan
+from gptpipe.errors import GptpipeError
+from gptpipe.runtime.state import RunState
+
+log = logging.getLogger("gptpipe")
+
+
+def execute_plan(plan: Plan, config: DictConfig, run_dir: Path, state: RunState | None = None) -> RunState:
+    """Run every step in order; a GptpipeError is pointed at the step that raised it."""
+    state = state or RunState(config=config, run_dir=run_dir)
+    total = len(plan.steps)
+    for number, step in enumerate(plan.steps, start=1):
+        state.values = step.values
+        state.location = step.location
+        if state.is_rank_zero:
+            log.info("step %d/%d at %s: %s", number, total, step.location, step.call_text())
+        try:
+            step.op.func(state, *step.args)
+        except GptpipeError as error:
+            raise error.with_location(step.location) from None
+    return state

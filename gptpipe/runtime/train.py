@@ -1,0 +1,379 @@
+"""The train() operation: the training loop, evaluations and run outputs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gptpipe.errors import ConfigError, TrainingStopped
+from gptpipe.runtime.registry import operation
+from gptpipe.runtime.state import PlanContext, RunState
+
+log = logging.getLogger("gptpipe")
+
+LN2 = math.log(2.0)
+
+
+def _check_train(context: PlanContext) -> None:
+    train_config = context.train_config()
+    devices = int(context.values["DEVICE_COUNT"])
+    if train_config.batch % devices != 0:
+        raise ConfigError(
+            f"TRAIN_CONFIG b{train_config.batch} is not divisible by DEVICE_COUNT {devices}; b is the global batch "
+            f"and each device takes b / DEVICE_COUNT fragments",
+            hint=f"use a batch that is a multiple of {devices}, e.g. b{max(devices, train_config.batch // devices * devices)}",
+        )
+    limit = int(context.config.get("max_tokens_per_step", 0) or 0)
+    if 0 < limit < train_config.fragment_len:
+        raise ConfigError(
+            f"max_tokens_per_step={limit} is smaller than one fragment of {train_config.fragment_len} tokens",
+            hint="raise max_tokens_per_step to at least the fragment length f, or set it to 0 for no limit",
+        )
+
+
+@operation(needs_model=True, check=_check_train)
+def train(state: RunState) -> None:
+    """Train the model up to MAX_ITERS iterations with TRAIN_CONFIG's batch and DROP_CONFIG's schedule.
+
+    Every EVAL_INTERVAL iterations and at the end it logs train and test loss on fixed evaluation
+    batches and writes metrics.csv, loss.png and (with SAVE_MODEL) a checkpoint; at the end it
+    writes summary.json. After load_checkpoint(N) it continues from iteration N.
+    """
+    Trainer(state).run()
+
+
+@dataclass
+class Evaluation:
+    train_loss: float
+    test_loss: float
+    test_accuracy: float | None
+
+
+class Trainer:
+    """One call of train(): sets up Fabric, data and optimizer, then runs the loop."""
+
+    def __init__(self, state: RunState):
+        from gptpipe.data import FragmentSampler, eval_batches, streams_for
+        from gptpipe.runtime.fabric_setup import get_fabric
+
+        self.state = state
+        self.values = state.values
+        self.seed = int(state.config.get("seed", 1337))
+        self.model_dims = state.model_dims()
+        self.train_config = state.train_config()
+        self.drop = state.drop_config()
+        self.max_iters = int(self.values["MAX_ITERS"])
+        self.eval_interval = int(self.values["EVAL_INTERVAL"])
+        self.fabric = get_fabric(state)
+        self.rank = self.fabric.global_rank
+        self.world_size = self.fabric.world_size
+        self.local_batch = self.train_config.batch // self.world_size
+        self.streams = streams_for(state)
+        fragment_len = self.train_config.fragment_len
+        self.sampler = FragmentSampler(self.streams.train, fragment_len, self.seed, self.streams.doc_start_token)
+        eval_count = int(self.values["EVAL_ITERS"])
+        self.eval_train = eval_batches(self.streams.train, eval_count, self.train_config.batch, fragment_len,
+                                       self.seed + 1, doc_start_token=self.streams.doc_start_token)
+        self.eval_test = eval_batches(self.streams.test, eval_count, self.train_config.batch, fragment_len,
+                                      self.seed + 2, doc_start_token=self.streams.doc_start_token)
+        self.micro_batch = self._micro_batch_rows()
+        self.stop_requested = False
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _micro_batch_rows(self) -> int:
+        limit = int(self.state.config.get("max_tokens_per_step", 0) or 0)
+        if limit <= 0:
+            return self.local_batch
+        rows = max(1, limit // self.train_config.fragment_len)
+        return min(rows, self.local_batch)
+
+    def _setup_model_and_optimizer(self) -> tuple[Any, Any]:
+        from gptpipe.optim import DEFAULT_OPTIMIZER, build_optimizer
+
+        state = self.state
+        name = str(state.config.get("optimizer", "default"))
+        if name == "default":
+            name = DEFAULT_OPTIMIZER
+        model = state.model
+        if state.optimizer is None:
+            state.optimizer = build_optimizer(model, name, self.drop.lr, self.drop.reg)
+            self.optimizer_name = name
+        else:
+            self.optimizer_name = getattr(state, "optimizer_name", name)
+        if state.resume is not None and state.resume.get("optimizer") is not None:
+            state.optimizer.load_state_dict(state.resume["optimizer"])
+        if bool(state.config.get("compile", False)):
+            model = torch.compile(model)
+        fabric_model, fabric_optimizer = self.fabric.setup(model, state.optimizer)
+        return fabric_model, fabric_optimizer
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        from gptpipe.runtime.metrics import MetricsWriter
+
+        state = self.state
+        model, optimizer = self._setup_model_and_optimizer()
+        self.model = model
+        start = state.iteration
+        if start >= self.max_iters:
+            log.info("train(): already at iteration %d of MAX_ITERS %d; nothing to do", start, self.max_iters)
+            return
+        writer = MetricsWriter(state.run_dir, self._loss_unit()) if state.is_rank_zero else None
+        self._log_start(start)
+        started = time.perf_counter()
+        train_seconds = 0.0
+        tokens_since_eval = 0
+        seconds_since_eval = 0.0
+        last_eval: Evaluation | None = None
+        iteration = start
+        progress = self._progress_bar(start)
+        status = "completed"
+        try:
+            with self._stop_on_interrupt():
+                while iteration < self.max_iters:
+                    if iteration % self.eval_interval == 0 and iteration > start or iteration == start == 0:
+                        last_eval = self._evaluate_and_record(iteration, started, writer, tokens_since_eval,
+                                                              seconds_since_eval)
+                        tokens_since_eval, seconds_since_eval = 0, 0.0
+                    step_started = time.perf_counter()
+                    learning_rate = self._set_learning_rate(optimizer, iteration)
+                    loss = self._train_step(model, optimizer, iteration)
+                    step_seconds = time.perf_counter() - step_started
+                    train_seconds += step_seconds
+                    seconds_since_eval += step_seconds
+                    tokens_since_eval += self.train_config.tokens_per_batch
+                    if not math.isfinite(loss):
+                        status = f"stopped: loss {loss} at iteration {iteration}"
+                        raise TrainingStopped(
+                            f"training stopped: the loss is {loss} at iteration {iteration}",
+                            hint="lower the learning rate (DROP_CONFIG lr), lengthen the warm-up (slow) or try "
+                            "optimizer=adamw; the last good checkpoint is kept",
+                        )
+                    iteration += 1
+                    state.iteration = iteration
+                    if writer is not None and self.values.get("PRINT_ITER_TRAIN_ERR"):
+                        writer.log_iteration(iteration, time.perf_counter() - started, loss, learning_rate)
+                        if progress is None:
+                            log.info("iteration %d: train loss %.4f", iteration, loss)
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(loss=f"{loss:.3f}",
+                                             tok_s=f"{self.train_config.tokens_per_batch / step_seconds:,.0f}")
+                    if self.stop_requested:
+                        status = f"interrupted at iteration {iteration}"
+                        break
+                if status == "completed" or self.stop_requested:
+                    last_eval = self._evaluate_and_record(iteration, started, writer, tokens_since_eval,
+                                                          seconds_since_eval)
+        finally:
+            if progress is not None:
+                progress.close()
+            if writer is not None:
+                self._write_summary(status, iteration - start, started, train_seconds, last_eval)
+                writer.close()
+        if self.stop_requested:
+            raise KeyboardInterrupt
+
+    def _train_step(self, model, optimizer, iteration: int) -> float:
+        from gptpipe.model import drop_tokens, sample_channel_mask
+
+        x, y = self.sampler.batch(self.train_config.batch, iteration, self.rank, self.world_size)
+        device = self.fabric.device
+        x, y = x.to(device), y.to(device)
+        # Dropout draws depend only on (seed, iteration, rank), so a resumed run repeats them exactly.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration * 64 + self.rank)
+        x = drop_tokens(x, self.drop.keep_tokens, self.streams.unknown_token, generator)
+        shared = torch.Generator().manual_seed(self.seed * 7_919 + iteration)
+        channel_mask = sample_channel_mask(self.model_dims.width, self.drop.keep_channels, shared, device)
+
+        rows = x.shape[0]
+        total_loss = torch.zeros((), device=device)
+        for begin in range(0, rows, self.micro_batch):
+            end = min(rows, begin + self.micro_batch)
+            last = end == rows
+            with self.fabric.no_backward_sync(model, enabled=not last):
+                _, loss = model(x[begin:end], y[begin:end], channel_mask)
+                scaled = loss * ((end - begin) / rows)
+                self.fabric.backward(scaled)
+            total_loss += scaled.detach()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if self.world_size > 1:
+            total_loss = self.fabric.all_reduce(total_loss, reduce_op="mean")
+        return float(total_loss)
+
+    def _set_learning_rate(self, optimizer, iteration: int) -> float:
+        from gptpipe.optim import learning_rate
+
+        rate = learning_rate(iteration, self.drop, self.max_iters)
+        for group in optimizer.param_groups:
+            group["lr"] = rate * group.get("lr_scale", 1.0)
+        return rate
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> Evaluation:
+        """Mean loss over the fixed evaluation batches, exact over ranks (sums are all-reduced)."""
+        self.model.eval()
+        try:
+            train_sums = self._loss_sums(self.eval_train)
+            test_sums = self._loss_sums(self.eval_test)
+        finally:
+            self.model.train()
+        accuracy = None
+        if test_sums[2] >= 0:
+            accuracy = test_sums[2] / test_sums[1]
+        return Evaluation(train_sums[0] / train_sums[1], test_sums[0] / test_sums[1], accuracy)
+
+    def _loss_sums(self, batches) -> tuple[float, float, float]:
+        module = self.model.module if hasattr(self.model, "module") else self.model
+        device = self.fabric.device
+        share = slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
+        sums = torch.zeros(3, dtype=torch.float64)
+        for x, y in batches:
+            with self.fabric.autocast():
+                result = module.evaluate(x[share].to(device), y[share].to(device))
+            sums[0] += result["loss_sum"]
+            sums[1] += result["count"]
+            sums[2] += result.get("correct", -1)
+        if self.world_size > 1:
+            sums = self.fabric.all_reduce(sums.to(device), reduce_op="sum").cpu()
+        return float(sums[0]), float(sums[1]), float(sums[2])
+
+    def _evaluate_and_record(self, iteration, started, writer, tokens, seconds) -> Evaluation:
+        result = self.evaluate()
+        elapsed = time.perf_counter() - started
+        tokens_per_s = tokens / seconds if seconds > 0 else None
+        if self.state.is_rank_zero:
+            self._log_evaluation(iteration, elapsed, result, tokens_per_s)
+            if writer is not None:
+                writer.log_evaluation({
+                    "iteration": iteration, "elapsed_s": round(elapsed, 3), "train_loss": result.train_loss,
+                    "test_loss": result.test_loss, "test_accuracy": result.test_accuracy,
+                    "learning_rate": self._current_lr(), "tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
+                })
+        self._save_checkpoint(iteration)
+        return result
+
+    def _save_checkpoint(self, iteration: int) -> None:
+        if not self.values.get("SAVE_MODEL") or iteration == 0:
+            return
+        from gptpipe.runtime.checkpoint_ops import save_training_checkpoint
+
+        save_training_checkpoint(self.state, iteration)
+
+    def _current_lr(self) -> float:
+        return float(self.state.optimizer.param_groups[0]["lr"])
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def _loss_unit(self) -> str:
+        return "nats/token"
+
+    def _bits_text(self, loss: float) -> str:
+        unit = getattr(self.streams, "token_unit", None)
+        if unit is None:
+            return ""
+        return f" ({loss / LN2:.4f} bits/{unit})"
+
+    def _log_start(self, start: int) -> None:
+        if not self.state.is_rank_zero:
+            return
+        from gptpipe.model import parameter_counts
+
+        module = self.model.module if hasattr(self.model, "module") else self.model
+        total, without_embeddings = parameter_counts(module)
+        log.info(
+            "train(): MODEL_DIMS %s, TRAIN_CONFIG %s, DROP_CONFIG %s, flags %s, %s parameters (%s without "
+            "embeddings)", self.model_dims.encode(), self.train_config.encode(), self.drop.encode(),
+            ", ".join(self.state.model_flags) or "none", f"{total:,}", f"{without_embeddings:,}",
+        )
+        log.info(
+            "train(): iterations %d to %d, optimizer %s, precision %s, %d device(s) on %s, data: %s",
+            start, self.max_iters, self.optimizer_name, self.fabric.strategy.precision.__class__.__name__,
+            self.world_size, self.fabric.device, self.streams.description,
+        )
+        if self.micro_batch < self.local_batch:
+            steps = math.ceil(self.local_batch / self.micro_batch)
+            log.info("train(): each batch of %d fragments per device is split into %d micro-batches of up to %d "
+                     "fragments (max_tokens_per_step=%s)", self.local_batch, steps, self.micro_batch,
+                     self.state.config.get("max_tokens_per_step"))
+
+    def _log_evaluation(self, iteration: int, elapsed: float, result: Evaluation, tokens_per_s) -> None:
+        speed = f"{tokens_per_s:,.0f} tokens/s" if tokens_per_s else "- tokens/s"
+        accuracy = f", test accuracy {result.test_accuracy:.4f}" if result.test_accuracy is not None else ""
+        log.info(
+            "iteration %d | %.1f s | train loss %.4f%s | test loss %.4f%s%s | %s",
+            iteration, elapsed, result.train_loss, self._bits_text(result.train_loss), result.test_loss,
+            self._bits_text(result.test_loss), accuracy, speed,
+        )
+
+    def _progress_bar(self, start: int):
+        if not self.state.is_rank_zero or not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.max_iters, initial=start, unit="it", dynamic_ncols=True, leave=False)
+
+    def _write_summary(self, status, iterations, started, train_seconds, last_eval: Evaluation | None) -> None:
+        from gptpipe.model import parameter_counts
+        from gptpipe.runtime.metrics import write_json_atomic
+
+        module = self.model.module if hasattr(self.model, "module") else self.model
+        total, without_embeddings = parameter_counts(module)
+        tokens = iterations * self.train_config.tokens_per_batch
+        summary = {
+            "status": status,
+            "iteration": self.state.iteration,
+            "max_iters": self.max_iters,
+            "final_train_loss": last_eval.train_loss if last_eval else None,
+            "final_test_loss": last_eval.test_loss if last_eval else None,
+            "final_test_accuracy": last_eval.test_accuracy if last_eval else None,
+            "loss_unit": "nats/token",
+            "token_unit": getattr(self.streams, "token_unit", None),
+            "tokens_seen": tokens,
+            "wall_time_s": round(time.perf_counter() - started, 3),
+            "train_time_s": round(train_seconds, 3),
+            "tokens_per_s": round(tokens / train_seconds, 1) if train_seconds > 0 else None,
+            "parameters": total,
+            "parameters_without_embeddings": without_embeddings,
+            "MODEL_DIMS": self.model_dims.encode(),
+            "TRAIN_CONFIG": self.train_config.encode(),
+            "DROP_CONFIG": self.drop.encode(),
+            "flags": list(self.state.model_flags),
+            "optimizer": self.optimizer_name,
+            "devices": self.world_size,
+        }
+        write_json_atomic(self.state.run_dir / "summary.json", summary)
+
+    @contextmanager
+    def _stop_on_interrupt(self):
+        """Turn the first Ctrl-C into a stop after the current step; a second one interrupts at once."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            log.info("interrupt received: stopping after the current step (press Ctrl-C again to stop at once)")
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,35 @@
+"""Shared fixtures: the packaged config without Hydra, paths to the repository and shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
+
+
+def load_config(**overrides) -> DictConfig:
+    """Return conf/config.yaml as the command would compose it (without the hydra section)."""
+    config = OmegaConf.load(REPO_ROOT / "gptpipe" / "conf" / "config.yaml")
+    config.pop("hydra")
+    config.pop("defaults")
+    for key, value in overrides.items():
+        OmegaConf.update(config, key, value)
+    OmegaConf.set_struct(config, True)
+    return config
+
+
+@pytest.fixture
+def config() -> DictConfig:
+    return load_config()
+
+
+@pytest.fixture
+def shakespeare() -> Path:
+    if not SHAKESPEARE.exists():
+        pytest.skip(f"shared data file not found at {SHAKESPEARE}; it lives beside the repository in shared/data")
+    return SHAKESPEARE
