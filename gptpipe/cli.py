@@ -26,7 +26,38 @@ def main() -> None:
     except GptpipeError as error:
         print(f"gptpipe: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    sys.argv[1:] = _flags_first(sys.argv[1:])
     hydra_main()
+
+
+# Hydra options that take a value; their value is the next argument.
+_OPTIONS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                       "--config-dir", "-cd", "--experimental-rerun"}
+_INFO_VALUES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def _flags_first(argv: list[str]) -> list[str]:
+    """Move Hydra's options before the overrides, so `script=x.txt --multirun A=1,2` parses.
+
+    Hydra's argument parser accepts overrides only in one run, so options between overrides
+    would otherwise be rejected as unrecognized arguments.
+    """
+    options: list[str] = []
+    overrides: list[str] = []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg.startswith("-"):
+            options.append(arg)
+            has_value = arg in _OPTIONS_WITH_VALUE or (arg == "--info" and index + 1 < len(argv)
+                                                        and argv[index + 1] in _INFO_VALUES)
+            if has_value and index + 1 < len(argv):
+                options.append(argv[index + 1])
+                index += 1
+        else:
+            overrides.append(arg)
+        index += 1
+    return options + overrides
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -5,22 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from config_loading import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
-
-
-def load_config(**overrides) -> DictConfig:
-    """Return conf/config.yaml as the command would compose it (without the hydra section)."""
-    config = OmegaConf.load(REPO_ROOT / "gptpipe" / "conf" / "config.yaml")
-    config.pop("hydra")
-    config.pop("defaults")
-    for key, value in overrides.items():
-        OmegaConf.update(config, key, value)
-    OmegaConf.set_struct(config, True)
-    return config
 
 
 @pytest.fixture

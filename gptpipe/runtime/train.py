@@ -81,7 +81,7 @@ class Trainer:
         self.sampler = FragmentSampler(self.streams.train, fragment_len, self.seed, self.streams.doc_start_token)
         eval_count = int(self.values["EVAL_ITERS"])
         self.eval_train = eval_batches(self.streams.train, eval_count, self.train_config.batch, fragment_len,
-                                       self.seed + 1, doc_start_token=self.streams.doc_start_token)
+                                       self.seed + 1, doc_start_token=self.streams.doc_start_token, split="train")
         self.eval_test = eval_batches(self.streams.test, eval_count, self.train_config.batch, fragment_len,
                                       self.seed + 2, doc_start_token=self.streams.doc_start_token)
         self.micro_batch = self._micro_batch_rows()

@@ -1,0 +1,102 @@
+"""End-to-end runs of the `gptpipe` command in a subprocess, in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_RUN = """\
+MODEL_DIMS = 'e128h1d2w32'
+TRAIN_CONFIG = 'b4f32'
+DROP_CONFIG = 'slow5'
+MAX_ITERS = 12
+EVAL_INTERVAL = 6
+EVAL_ITERS = 1
+SAVE_MODEL = false
+make_char_dataset('${data_dir}/text.txt')
+create_model()
+train()
+"""
+
+
+def gptpipe(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "from gptpipe.cli import main; main()", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    text = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400))
+    (tmp_path / "text.txt").write_text(text)
+    (tmp_path / "run.txt").write_text(TINY_RUN)
+    return tmp_path
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "outputs").rglob("summary.json"))
+
+
+def test_dry_run_prints_plan(workdir):
+    result = gptpipe(workdir, "script=run.txt", "dry_run=true", f"data_dir={workdir}")
+    assert result.returncode == 0, result.stderr
+    assert "plan for run.txt: 3 steps" in result.stdout
+    assert "step 3  run.txt:10:1  train()" in result.stdout
+    assert "MODEL_DIMS e128h1d2w32relu1" in result.stdout
+    assert "4 fragments x 32 tokens = 128 tokens per batch" in result.stdout
+    assert "MAX_ITERS=12" in result.stdout
+    assert run_dirs(workdir) == []
+
+
+def test_bad_script_exits_2_without_traceback(workdir):
+    (workdir / "bad.txt").write_text("MAX_ITERS = 10\nSAVE_MODEL = false\"\ntrain()\n")
+    result = gptpipe(workdir, "script=bad.txt")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("gptpipe: error: bad.txt:2:19: unterminated string")
+
+
+def test_unknown_override_suggests_name(workdir):
+    result = gptpipe(workdir, "script=run.txt", "MAX_ITER=5")
+    assert result.returncode == 2
+    assert "did you mean MAX_ITERS?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_script_file(workdir):
+    result = gptpipe(workdir, "script=nope.txt")
+    assert result.returncode == 2
+    assert "script file not found: nope.txt" in result.stderr
+
+
+def test_help_lists_variables_and_operations(workdir):
+    result = gptpipe(workdir, "--help")
+    assert result.returncode == 0
+    for name in ("MODEL_DIMS", "EVAL_ITERS (alias EVAL_BATCH_COUNT)", "create_model(*flags: flag)", "train()",
+                 "load_text(path: file)", "dry_run", "MPF_TAIL_LOSS"):
+        assert name in result.stdout
+
+
+def test_run_with_override(workdir):
+    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "MAX_ITERS=6", "precision=32-true")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(workdir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["iteration"] == 6
+    log = (run_dir / "gptpipe.log").read_text()
+    assert log.count("command line sets MAX_ITERS=6") == 1
+    for name in ("metrics.csv", "loss.png", "script.txt", "plan.txt", ".hydra/config.yaml"):
+        assert (run_dir / name).exists(), name
+
+
+def test_multirun_two_jobs(workdir):
+    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "precision=32-true", "MAX_ITERS=4",
+                     "--multirun", "DROP_CONFIG=lr0.01slow2,lr0.02slow2")
+    assert result.returncode == 0, result.stderr
+    dirs = run_dirs(workdir)
+    assert [d.name for d in dirs] == ["0", "1"]
+    drops = [json.loads((d / "summary.json").read_text())["DROP_CONFIG"] for d in dirs]
+    assert drops == ["drop1ch1lr0.01slow2reg0tail0", "drop1ch1lr0.02slow2reg0tail0"]
