@@ -66,13 +66,23 @@ def _check_binary_op(ctx: PlanContext, modulus: int, op: str, train_fraction: fl
 
 @operation(data_op=True)
 def make_byte_tokenizer(state: RunState) -> None:
-    """Use one token per byte of UTF-8 text (256 tokens, plus gptpipe's 2 special tokens)."""
+    """Use one token per byte of UTF-8 text (256 tokens, plus gptpipe's 2 special tokens).
+
+    Example: `make_byte_tokenizer()`
+
+    Errors: after text was already loaded with another tokenizer ("set the tokenizer before loading text").
+    """
     pipeline_of(state).set_tokenizer(ByteTokenizer())
 
 
 @operation(data_op=True)
 def load_tokenizer(state: RunState, path: InputFile) -> None:
-    """Encode text with a BPE tokenizer saved by Hugging Face tokenizers (tokenizer.json)."""
+    """Encode text with a BPE tokenizer saved by Hugging Face tokenizers (tokenizer.json).
+
+    Example: `load_tokenizer('${data_dir}/tokenizer.json')`
+
+    Errors: file not found; a file that `tokenizers` cannot read ("cannot read tokenizer file").
+    """
     tokenizer = BpeTokenizer.from_file(str(files.require_file(path, "tokenizer file")))
     log.info("load_tokenizer: %s, %d tokens", path, tokenizer.base_vocab_size)
     pipeline_of(state).set_tokenizer(tokenizer)
@@ -80,13 +90,25 @@ def load_tokenizer(state: RunState, path: InputFile) -> None:
 
 @operation(data_op=True, check=_check_vocab_size)
 def set_vocab_size(state: RunState, vocab_size: int, extra_tokens: int) -> None:
-    """Declare token-id data with ids below vocab_size, plus extra_tokens (at least 2) for gptpipe's special tokens."""
+    """Declare token-id data with ids below vocab_size, plus extra_tokens (at least 2) for gptpipe's special tokens.
+
+    Example: `set_vocab_size(50257, 2)`
+
+    Errors: `extra_tokens` below 2 ("leaves no room for gptpipe's 2 special tokens"); token-id data
+    loaded without it ("call set_vocab_size(N, K) before train()"); a loaded tokenizer with more
+    tokens than `vocab_size`.
+    """
     pipeline_of(state).set_token_vocab(TokenIdTokenizer(vocab_size, extra_tokens))
 
 
 @operation(data_op=True)
 def set_doc_start_token(state: RunState, token: int) -> None:
-    """Declare the token id that starts each document in token-id data (GPT-2: 50256)."""
+    """Declare the token id that starts each document in token-id data (GPT-2: 50256).
+
+    Example: `set_doc_start_token(50256)`
+
+    Errors: a negative id; an id at or above the vocabulary size.
+    """
     if token < 0:
         raise DataError(f"the doc start token must be a token id (0 or more), got {token}")
     pipeline_of(state).set_doc_start_token(token)
@@ -96,7 +118,13 @@ def set_doc_start_token(state: RunState, token: int) -> None:
 
 @operation(data_op=True, check=_check_text_loader)
 def make_char_dataset(state: RunState, path: InputFile) -> None:
-    """Use one token per character of the file's characters, and the file as the dataset."""
+    """Use one token per character of the file's characters, and the file as the dataset.
+
+    Example: `make_char_dataset('${data_path}/tinyshakespeare.txt')`
+
+    Errors: file not found (says whether its folder exists); empty file; after `set_vocab_size()`
+    without a tokenizer.
+    """
     text = files.read_text_file(path)
     if not text:
         raise DataError(f"{path} is empty; the dataset is empty")
@@ -109,14 +137,25 @@ def make_char_dataset(state: RunState, path: InputFile) -> None:
 
 @operation(data_op=True, check=_check_text_loader)
 def load_text(state: RunState, path: InputFile) -> None:
-    """Add a UTF-8 text file as one document (invalid bytes replaced, and counted in the log)."""
+    """Add a UTF-8 text file as one document (invalid bytes replaced, and counted in the log).
+
+    Example: `load_text('${data_dir}/book.txt')`
+
+    Errors: file not found; empty file ("contains no text; the dataset is empty"); after
+    `set_vocab_size()` without a tokenizer ("call load_tokenizer(path) ... before it").
+    """
     text = files.read_text_file(path)
     pipeline_of(state).add_documents(f"load_text({Path(path).name})", [text], "load_text")
 
 
 @operation(data_op=True, check=_check_text_loader)
 def load_folder(state: RunState, path: InputDir) -> None:
-    """Add every text file below the folder as one document each; binary files are skipped."""
+    """Add every text file below the folder as one document each; binary files are skipped.
+
+    Example: `load_folder('${data_dir}/articles')`
+
+    Errors: folder not found; no text files; after `set_vocab_size()` without a tokenizer.
+    """
     documents, paths = files.read_text_folder(path)
     log.info("load_folder: %d text files in %s", len(paths), path)
     pipeline_of(state).add_documents(f"load_folder({Path(path).name})", documents, "load_folder")
@@ -124,7 +163,13 @@ def load_folder(state: RunState, path: InputDir) -> None:
 
 @operation(data_op=True, check=_check_text_loader)
 def load_docset(state: RunState, path: InputFile) -> None:
-    """Add the documents of a document pack (records of a 4-byte little-endian length, then UTF-8 text)."""
+    """Add the documents of a document pack (records of a 4-byte little-endian length, then UTF-8 text).
+
+    Example: `load_docset('${data_dir}/web.docs')`
+
+    Errors: file not found; no documents; a truncated pack ("the record at byte offset N declares
+    L bytes but only R remain", or a record whose length bytes are cut off).
+    """
     documents = files.read_docset(path)
     log.info("load_docset: %d documents in %s", len(documents), path)
     pipeline_of(state).add_documents(f"load_docset({Path(path).name})", documents, "load_docset")
@@ -157,13 +202,25 @@ def _add_token_file(state: RunState, path: str, role: str, operation_name: str) 
 
 @operation(data_op=True, check=_check_token_file)
 def load_tokenized_train(state: RunState, path: InputFile) -> None:
-    """Train on a token-id file: little-endian uint16 tokens, or an llm.c token file (recognised by its header)."""
+    """Train on a token-id file: little-endian uint16 tokens, or an llm.c token file (recognised by its header).
+
+    Example: `load_tokenized_train('${data_dir}/fineweb_train_000001.bin')`
+
+    Errors: file not found; no tokens; a length that is not a multiple of 2 bytes; an llm.c header
+    whose count does not match the file; a token id at or above the vocabulary size (with the file
+    and byte offset).
+    """
     _add_token_file(state, path, "train", "load_tokenized_train")
 
 
 @operation(data_op=True, check=_check_token_file)
 def load_tokenized_test(state: RunState, path: InputFile) -> None:
-    """Test on a token-id file (same formats as load_tokenized_train) instead of a share of the training data."""
+    """Test on a token-id file (same formats as load_tokenized_train) instead of a share of the training data.
+
+    Example: `load_tokenized_test('${data_dir}/fineweb_val_000000.bin')`
+
+    Errors: as for `load_tokenized_train`.
+    """
     _add_token_file(state, path, "test", "load_tokenized_test")
 
 
@@ -171,7 +228,12 @@ def load_tokenized_test(state: RunState, path: InputFile) -> None:
 
 @operation(data_op=True, check=_check_text_loader)
 def index_docset_folder(state: RunState, path: InputDir) -> None:
-    """Tokenize every document pack in the folder once, writing a token file and document index there."""
+    """Tokenize every document pack in the folder once, writing a token file and document index there.
+
+    Example: `index_docset_folder('${data_dir}/packs')`
+
+    Errors: folder not found; no files; a truncated pack; after `set_vocab_size()` without a tokenizer.
+    """
     pipeline = pipeline_of(state)
     tokenizer = pipeline.text_tokenizer("index_docset_folder")
     vocabulary = pipeline.token_vocab or tokenizer
@@ -181,13 +243,27 @@ def index_docset_folder(state: RunState, path: InputDir) -> None:
 
 @operation(data_op=True, check=_check_tokenized_folder)
 def index_tokenized_folder(state: RunState, path: InputDir, token_width: int, header_size: int = 0) -> None:
-    """Index the raw token files of a folder (token_width 2, 3 or 4 bytes, header_size bytes skipped per file)."""
+    """Index the raw token files of a folder (token_width 2, 3 or 4 bytes, header_size bytes skipped per file).
+
+    Example: `index_tokenized_folder('${data_dir}/shards', 2, 1024)`
+
+    Errors: `token_width` not 2, 3 or 4; a negative `header_size`; a file whose length after the
+    header is not a multiple of `token_width`.
+    """
     index.index_tokenized_folder(path, token_width, header_size)
 
 
 @operation(data_op=True, check=_check_index_exists)
 def load_indexed_docset_folder(state: RunState, path: InputDir) -> None:
-    """Train on a folder indexed by index_docset_folder or index_tokenized_folder, memory-mapped, not read into RAM."""
+    """Train on a folder indexed by index_docset_folder or index_tokenized_folder, memory-mapped, not read into RAM.
+
+    Example: `load_indexed_docset_folder('${data_dir}/packs')`
+
+    Errors: no index in the folder ("run index_docset_folder(...) first"); a damaged index; a
+    tokenizer in the script that differs from the index's; a token id at or above the vocabulary
+    size (with the source file and byte offset). The log warns when the indexed files changed
+    after indexing.
+    """
     pipeline = pipeline_of(state)
     opened = index.open_index(path)
     name = f"load_indexed_docset_folder({Path(path).name})"
@@ -208,7 +284,13 @@ def load_indexed_docset_folder(state: RunState, path: InputDir) -> None:
 
 @operation(data_op=True, check=_check_binary_op)
 def make_binary_op_dataset(state: RunState, modulus: int, op: str, train_fraction: float) -> None:
-    """Use every equation a op b = c (mod modulus) as data, a seeded train_fraction of them for training."""
+    """Use every equation a op b = c (mod modulus) as data, a seeded train_fraction of them for training.
+
+    Example: `make_binary_op_dataset(97, '+', 0.5)`
+
+    Errors: an unknown operator; a modulus below 2; `/` with a modulus that is not prime;
+    `train_fraction` not between 0 and 1; combined with another data operation.
+    """
     binary_op.check_binary_op(modulus, op, train_fraction)
     equations = binary_op.binary_op_equations(modulus, op)
     train, test = binary_op.split_equations(equations, train_fraction)
