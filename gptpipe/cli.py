@@ -107,7 +107,10 @@ def run(config: DictConfig) -> None:
         return
     log_overrides(plan, config)
     log.info("run directory: %s", run_dir)
-    execute_plan(plan, config, run_dir)
+    from gptpipe.distributed import maybe_launch
+
+    if not maybe_launch(plan, config, run_dir):
+        execute_plan(plan, config, run_dir)
     log.info("done")
 
 
@@ -151,7 +154,19 @@ def _check_overrides(argv: list[str]) -> None:
     from gptpipe.config.variables import BY_NAME as VARIABLES
     from gptpipe.config.variables import UNSUPPORTED, suggest
 
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
     known = set(SETTINGS) | set(VARIABLES)
+    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg]
+    try:
+        OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise GptpipeError(
+            f"invalid command-line override: {first_line}",
+            hint="write NAME=value; quote values with special characters, e.g. data_dir='/my data'",
+        ) from None
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue

@@ -100,3 +100,13 @@ def test_multirun_two_jobs(workdir):
     assert [d.name for d in dirs] == ["0", "1"]
     drops = [json.loads((d / "summary.json").read_text())["DROP_CONFIG"] for d in dirs]
     assert drops == ["drop1ch1lr0.01slow2reg0tail0", "drop1ch1lr0.02slow2reg0tail0"]
+
+
+EXAMPLE_SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "cfg").glob("*.txt"))
+
+
+@pytest.mark.parametrize("script", EXAMPLE_SCRIPTS, ids=[p.name for p in EXAMPLE_SCRIPTS])
+def test_example_script_dry_run(workdir, script):
+    result = gptpipe(workdir, f"script={script}", "dry_run=true", f"data_path={workdir / 'text.txt'}")
+    assert result.returncode == 0, result.stderr
+    assert "train()" in result.stdout

@@ -57,6 +57,9 @@ hydra:
     header: ''
     footer: ''
     template: ${gptpipe_help:}
+  callbacks:
+    sweep_summary:
+      _target_: gptpipe.runtime.sweep.SweepSummary
   job_logging:
     formatters:
       simple:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,7 +29,8 @@ log = logging.getLogger("gptpipe.data")
 INDEX_JSON = "gptpipe-index.json"
 INDEX_TOKENS = "gptpipe-tokens.bin"
 INDEX_DOCS = "gptpipe-docs.npy"
-INDEX_FILES = (INDEX_JSON, INDEX_TOKENS, INDEX_DOCS)
+INDEX_LOCK = ".gptpipe-index.lock"
+INDEX_FILES = (INDEX_JSON, INDEX_TOKENS, INDEX_DOCS, INDEX_LOCK)
 INDEX_FORMAT = 1
 ENCODE_BATCH_DOCUMENTS = 1024
 
@@ -52,7 +54,16 @@ def token_dtype(vocab_size: int) -> str:
 
 
 def index_docset_folder(folder: str | Path, tokenizer: Tokenizer, marker_token: int, vocab_size: int) -> Path:
-    """Tokenize every document pack in `folder`, each document preceded by `marker_token`."""
+    """Tokenize every document pack in `folder`, each document preceded by `marker_token`.
+
+    Several rank processes may run this at once on the same folder: the first to take the
+    folder's lock builds the index, and the others then find it up to date.
+    """
+    with _index_lock(require_dir(folder)):
+        return _index_docset_folder(folder, tokenizer, marker_token, vocab_size)
+
+
+def _index_docset_folder(folder: str | Path, tokenizer: Tokenizer, marker_token: int, vocab_size: int) -> Path:
     folder = require_dir(folder)
     sources = _source_files(folder)
     info = {
@@ -88,7 +99,15 @@ def index_docset_folder(folder: str | Path, tokenizer: Tokenizer, marker_token: 
 
 
 def index_tokenized_folder(folder: str | Path, token_width: int, header_size: int) -> Path:
-    """Copy the raw token files of `folder` into one uint16 (width 2) or uint32 token file."""
+    """Copy the raw token files of `folder` into one uint16 (width 2) or uint32 token file.
+
+    Safe to run from several rank processes at once, as index_docset_folder is.
+    """
+    with _index_lock(require_dir(folder)):
+        return _index_tokenized_folder(folder, token_width, header_size)
+
+
+def _index_tokenized_folder(folder: str | Path, token_width: int, header_size: int) -> Path:
     folder = require_dir(folder)
     if token_width not in (2, 3, 4):
         raise DataError(f"token_width must be 2, 3 or 4 bytes, got {token_width}")
@@ -235,6 +254,19 @@ def _changed_sources(folder: Path, info: dict[str, Any]) -> bool:
         if stat.st_size != record["size"] or stat.st_mtime_ns != record["mtime_ns"]:
             return True
     return False
+
+
+@contextmanager
+def _index_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder`'s index while building it (fcntl.flock on a lock file)."""
+    import fcntl
+
+    with open(folder / INDEX_LOCK, "a+b") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _finish(folder: Path, info: dict[str, Any], token_count: int, doc_starts: list[np.ndarray],

@@ -57,6 +57,8 @@ class RunState:
     model_flags: tuple[str, ...] = ()
     """The MPF_* flags the model was created with."""
     optimizer: Any = None
+    optimizer_name: str | None = None
+    """The optimizer's name (optimizer= setting or the one a checkpoint was saved with)."""
     iteration: int = 0
     """Iterations trained so far; load_checkpoint() restores it."""
     resume: dict[str, Any] | None = None

@@ -22,7 +22,7 @@ log = logging.getLogger("gptpipe")
 LN2 = math.log(2.0)
 
 
-def _check_train(context: PlanContext) -> None:
+def check_train(context: PlanContext) -> None:
     train_config = context.train_config()
     devices = int(context.values["DEVICE_COUNT"])
     if train_config.batch % devices != 0:
@@ -39,7 +39,7 @@ def _check_train(context: PlanContext) -> None:
         )
 
 
-@operation(needs_model=True, check=_check_train)
+@operation(needs_model=True, check=check_train)
 def train(state: RunState) -> None:
     """Train the model up to MAX_ITERS iterations with TRAIN_CONFIG's batch and DROP_CONFIG's schedule.
 
@@ -100,20 +100,26 @@ class Trainer:
         from gptpipe.optim import DEFAULT_OPTIMIZER, build_optimizer
 
         state = self.state
-        name = str(state.config.get("optimizer", "default"))
+        resume = state.resume or {}
+        state.resume = None  # consumed here, so a second train() does not load it again
+        name = resume.get("optimizer_name") or str(state.config.get("optimizer", "default"))
         if name == "default":
             name = DEFAULT_OPTIMIZER
         model = state.model
+        # After load_model() the model's own shape wins over the MODEL_DIMS variable.
+        self.model_dims = model.dims
         if state.optimizer is None:
             state.optimizer = build_optimizer(model, name, self.drop.lr, self.drop.reg)
             self.optimizer_name = name
         else:
-            self.optimizer_name = getattr(state, "optimizer_name", name)
-        if state.resume is not None and state.resume.get("optimizer") is not None:
-            state.optimizer.load_state_dict(state.resume["optimizer"])
+            self.optimizer_name = state.optimizer_name or name
+        state.optimizer_name = self.optimizer_name
         if bool(state.config.get("compile", False)):
             model = torch.compile(model)
         fabric_model, fabric_optimizer = self.fabric.setup(model, state.optimizer)
+        # Loaded after setup, so the saved moments land on the device the parameters moved to.
+        if resume.get("optimizer") is not None:
+            state.optimizer.load_state_dict(resume["optimizer"])
         return fabric_model, fabric_optimizer
 
     # -- loop ------------------------------------------------------------------------------
@@ -169,7 +175,7 @@ class Trainer:
                         progress.update(1)
                         progress.set_postfix(loss=f"{loss:.3f}",
                                              tok_s=f"{self.train_config.tokens_per_batch / step_seconds:,.0f}")
-                    if self.stop_requested:
+                    if self._stop_agreed():
                         status = f"interrupted at iteration {iteration}"
                         break
                 if status == "completed" or self.stop_requested:
@@ -183,6 +189,16 @@ class Trainer:
                 writer.close()
         if self.stop_requested:
             raise KeyboardInterrupt
+
+    def _stop_agreed(self) -> bool:
+        """Return True when any rank was interrupted, so that all ranks stop at the same iteration."""
+        stop = self.stop_requested
+        if self.world_size > 1:
+            flag = torch.tensor(float(stop), device=self.fabric.device)
+            stop = bool(self.fabric.all_reduce(flag, reduce_op="sum") > 0)
+        if stop:
+            self.stop_requested = True
+        return stop
 
     def _train_step(self, model, optimizer, iteration: int) -> float:
         from gptpipe.model import drop_tokens, sample_channel_mask

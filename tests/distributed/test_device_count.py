@@ -1,0 +1,95 @@
+"""DEVICE_COUNT through the gptpipe command: CPU rank processes, errors, and sweeps."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from distributed_helpers import evaluation_rows, run_gptpipe, write_corpus, write_script
+
+# float32 on CPU: the all-reduced gradients of two ranks differ from one rank's sum only by rounding.
+LOSS_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory):
+    """The reference: the tiny script on one process (b6, 4 iterations)."""
+    folder = tmp_path_factory.mktemp("single")
+    write_corpus(folder / "corpus.txt")
+    write_script(folder)
+    result = run_gptpipe(folder, "script=script.txt", "precision=32-true", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    return folder / "run"
+
+
+def test_two_ranks_match_one(tmp_path, single_process_run):
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["devices"] == 2
+    expected = evaluation_rows(single_process_run)
+    actual = evaluation_rows(tmp_path / "run")
+    assert [row["iteration"] for row in actual] == [row["iteration"] for row in expected]
+    for mine, reference in zip(actual, expected):
+        assert float(mine["train_loss"]) == pytest.approx(float(reference["train_loss"]), abs=LOSS_TOLERANCE)
+        assert float(mine["test_loss"]) == pytest.approx(float(reference["test_loss"]), abs=LOSS_TOLERANCE)
+
+
+def test_two_ranks_log_once(tmp_path):
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "MAX_ITERS=2",
+                         "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    log_text = (tmp_path / "run" / "gptpipe.log").read_text()
+    assert log_text.count("| test loss ") == 2
+    assert "launching 2 rank processes" in log_text
+
+
+def test_device_count_above_cores(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    result = run_gptpipe(tmp_path, "script=script.txt", f"DEVICE_COUNT={cores + 1}", f"TRAIN_CONFIG=b{6 * (cores + 1)}f32")
+    assert result.returncode == 2
+    assert f"DEVICE_COUNT {cores + 1} is more than the {cores} CPU core" in result.stderr
+
+
+def test_rank_user_error_once(tmp_path):
+    (tmp_path / "corpus.txt").write_text("")
+    write_script(tmp_path)
+    result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2")
+    assert result.returncode == 2
+    assert result.stderr.count("gptpipe: error:") == 1
+    assert "script.txt:8:1: load_text(corpus.txt)" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_fsdp_on_cpu_rejected(tmp_path):
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    result = run_gptpipe(tmp_path, "script=script.txt", "accelerator=cpu", "strategy=fsdp", "DEVICE_COUNT=2")
+    assert result.returncode == 2
+    assert "strategy=fsdp needs CUDA GPUs" in result.stderr
+
+
+def test_multirun_one_dir_per_job(tmp_path):
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    result = run_gptpipe(
+        tmp_path, "script=script.txt", "--multirun", "DROP_CONFIG=drop1ch1lr0.01slow0,drop1ch1lr0.02slow0",
+        "DEVICE_COUNT=2", "MAX_ITERS=2", "precision=32-true", "hydra.sweep.dir=sweep",
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "sweep"
+    assert sorted(path.name for path in sweep.iterdir() if path.is_dir()) == ["0", "1"]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "summary.json").read_text())["devices"] == 2
+    assert not (tmp_path / "outputs").exists()
+    assert (sweep / "sweep_summary.csv").read_text().count("\n") == 3
+    assert (sweep / "sweep_summary.md").exists()
+    assert (sweep / "sweep_test_loss.png").exists()
