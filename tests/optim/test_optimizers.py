@@ -1,0 +1,138 @@
+"""build_optimizer: every optimizer trains, decays weights and saves plain state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gptpipe.config.dims import ModelDims
+from gptpipe.errors import ConfigError
+from gptpipe.model import GPT
+from gptpipe.optim import DEFAULT_OPTIMIZER, OPTIMIZERS, build_optimizer, parameter_roles
+
+VOCAB = 16
+
+
+def tiny_model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(ModelDims.decode("e128h1d2w16relu1"), VOCAB, max_len=16)
+
+
+def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, VOCAB, (4, 17), generator=generator)
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def train_steps(model: GPT, optimizer: torch.optim.Optimizer, steps: int) -> list[float]:
+    inputs, targets = fixed_batch()
+    losses = []
+    for _ in range(steps):
+        _, loss = model(inputs, targets)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return losses
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_reduces_loss(name):
+    model = tiny_model()
+    losses = train_steps(model, build_optimizer(model, name, lr=0.01, weight_decay=0.0), 25)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_weight_decay_shrinks_matrices(name):
+    model = tiny_model()
+    optimizer = build_optimizer(model, name, lr=0.1, weight_decay=0.5)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    matrix = model.blocks[0].ffn.up.weight
+    before = matrix.detach().clone()
+    optimizer.step()
+    assert torch.allclose(matrix, before * (1 - 0.1 * 0.5))
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_weight_decay_spares_embeddings(name):
+    model = tiny_model()
+    optimizer = build_optimizer(model, name, lr=0.1, weight_decay=0.5)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    before = model.token_embedding.weight.detach().clone()
+    optimizer.step()
+    assert torch.equal(model.token_embedding.weight, before)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_state_dict_plain_values(name):
+    model = tiny_model()
+    optimizer = build_optimizer(model, name, lr=0.01, weight_decay=0.1)
+    train_steps(model, optimizer, 2)
+    state_dict = optimizer.state_dict()
+    for index, values in state_dict["state"].items():
+        for key, value in values.items():
+            assert isinstance(value, (torch.Tensor, int, float)), f"state {index} {key}"
+    groups = [{k: v for k, v in group.items()} for group in state_dict["param_groups"]]
+    assert json.loads(json.dumps(groups)) is not None
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_state_dict_resume_identical(name):
+    model = tiny_model()
+    optimizer = build_optimizer(model, name, lr=0.01, weight_decay=0.1)
+    train_steps(model, optimizer, 3)
+    saved_model = {k: v.clone() for k, v in model.state_dict().items()}
+    saved_optimizer = optimizer.state_dict()
+    saved_optimizer = {
+        "state": {i: {k: v.clone() for k, v in s.items()} for i, s in saved_optimizer["state"].items()},
+        "param_groups": json.loads(json.dumps(saved_optimizer["param_groups"])),
+    }
+    train_steps(model, optimizer, 2)
+
+    resumed = tiny_model()
+    resumed.load_state_dict(saved_model)
+    resumed_optimizer = build_optimizer(resumed, name, lr=0.01, weight_decay=0.1)
+    resumed_optimizer.load_state_dict(saved_optimizer)
+    train_steps(resumed, resumed_optimizer, 2)
+    for (key, original), continued in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(original, continued), key
+
+
+def test_unknown_optimizer_lists_names():
+    model = tiny_model()
+    with pytest.raises(ConfigError) as error:
+        build_optimizer(model, "sgd", lr=0.01, weight_decay=0.0)
+    for name in OPTIMIZERS:
+        assert name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "lr, weight_decay, message",
+    [(0.0, 0.0, "learning rate must be > 0"), (0.01, -1.0, "weight decay must be >= 0")],
+)
+def test_optimizer_value_errors(lr, weight_decay, message):
+    with pytest.raises(ConfigError, match=message):
+        build_optimizer(tiny_model(), "adamw", lr=lr, weight_decay=weight_decay)
+
+
+def test_default_optimizer_known():
+    assert DEFAULT_OPTIMIZER in OPTIMIZERS
+
+
+def test_parameter_roles_cover_model():
+    model = tiny_model()
+    roles = parameter_roles(model)
+    counted = sum(p.numel() for params in roles.values() for p in params)
+    assert counted == sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_roles_output_and_embedding():
+    model = tiny_model()
+    roles = parameter_roles(model)
+    assert [p is model.output.weight for p in roles["output"]] == [True]
+    assert [p is model.token_embedding.weight for p in roles["embedding"]] == [True]

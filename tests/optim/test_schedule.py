@@ -1,0 +1,38 @@
+"""Learning-rate schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptpipe.config.dims import DropConfig
+from gptpipe.optim import learning_rate, set_learning_rate
+
+
+@pytest.mark.parametrize(
+    "drop, iteration, max_iters, expected",
+    [
+        ("lr0.01slow100", 0, 1000, 0.0001),
+        ("lr0.01slow100", 49, 1000, 0.005),
+        ("lr0.01slow100", 99, 1000, 0.01),
+        ("lr0.01slow100", 999, 1000, 0.01),
+        ("lr0.01slow0", 0, 1000, 0.01),
+        ("lr0.01slow10tail4", 500, 1000, 0.01),
+        ("lr0.01slow10tail4", 750, 1000, 0.01),
+        ("lr0.01slow10tail4", 875, 1000, 0.005),
+        ("lr0.01slow10tail4", 1000, 1000, 0.0),
+        ("lr0.01slow10tail1", 0, 1000, 0.001),
+        ("lr0.01slow10tail1", 500, 1000, 0.005),
+        ("lr0.01slow10tail2", 1200, 1000, 0.0),
+    ],
+)
+def test_learning_rate(drop, iteration, max_iters, expected):
+    value = learning_rate(iteration, DropConfig.decode(drop), max_iters)
+    assert value == pytest.approx(expected, abs=1e-12)
+
+
+def test_set_learning_rate_scales_groups():
+    first, second = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.SGD([{"params": [first], "lr_scale": 0.5}, {"params": [second]}], lr=1.0)
+    set_learning_rate(optimizer, 0.02)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.01, 0.02]
