@@ -12,6 +12,7 @@ from config_loading import load_config
 from gptpipe.config.plan import build_plan
 from gptpipe.dsl import parse_text
 from gptpipe.errors import GptpipeError
+from gptpipe.optim import DEFAULT_OPTIMIZER
 from gptpipe.runtime.checkpoint import list_checkpoints, read_checkpoint
 from gptpipe.runtime.runner import execute_plan
 from gptpipe.runtime.state import RunState
@@ -75,7 +76,7 @@ def test_save_model_false_writes_nothing(run, text_file):
 @pytest.mark.parametrize("key, expected", [
     ("MODEL_DIMS", "e128h1d2w32relu1"),
     ("iteration", 2),
-    ("optimizer", "normalized"),
+    ("optimizer", DEFAULT_OPTIMIZER),
     ("flags", ["MPF_TAIL_LOSS"]),
     ("max_len", 16),
 ])
