@@ -240,7 +240,7 @@ def _call_arguments(spec: Any, call: Call, config: DictConfig, values: dict[str,
 
 
 def _convert_argument(spec: Any, param: Any, node: Value, config: DictConfig, values: dict[str, Any]) -> Any:
-    from gptpipe.runtime.registry import KIND_NAMES, Flag, InputDir, InputFile, OutputDir
+    from gptpipe.runtime.registry import KIND_NAMES, Flag, InputDir, InputFile
 
     kind = param.kind
     expected = KIND_NAMES[kind]

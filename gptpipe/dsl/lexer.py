@@ -26,7 +26,7 @@ class ScriptLexer(Lexer):
     ignored.
     """
 
-    tokens = {NAME, NUMBER, STRING, ASSIGN, LPAREN, RPAREN, COMMA}  # noqa: F821
+    tokens = {NAME, NUMBER, STRING, ASSIGN, LPAREN, RPAREN, COMMA}
 
     ignore = " \t\r"
     ignore_comment = r"\#[^\n]*"
@@ -44,7 +44,7 @@ class ScriptLexer(Lexer):
         self.text = text
         self.lines = text.split("\n")
 
-    @_(r"'[^'\n]*|\"[^\"\n]*")  # noqa: F821
+    @_(r"'[^'\n]*|\"[^\"\n]*")
     def UNTERMINATED_STRING(self, token):
         quote = token.value[0]
         raise ScriptError(
@@ -53,7 +53,7 @@ class ScriptLexer(Lexer):
             hint="strings are one line each; close the quote before the end of the line",
         )
 
-    @_(r"\n+")  # noqa: F821
+    @_(r"\n+")
     def ignore_newline(self, token):
         self.lineno += len(token.value)
 

@@ -30,51 +30,51 @@ class ScriptParser(Parser):
     def __init__(self, lexer: ScriptLexer):
         self.lexer = lexer
 
-    @_("statements")  # noqa: F821
+    @_("statements")
     def script(self, p):
         return tuple(p.statements)
 
-    @_("statements statement")  # noqa: F821
+    @_("statements statement")
     def statements(self, p):
         return p.statements + [p.statement]
 
-    @_("")  # noqa: F821
-    def statements(self, p):  # noqa: F811
+    @_("")
+    def statements(self, p):
         return []
 
-    @_("NAME ASSIGN value")  # noqa: F821
+    @_("NAME ASSIGN value")
     def statement(self, p):
         return Assign(p.NAME, p.value, self.lexer.location(p.index))
 
-    @_("NAME LPAREN args RPAREN")  # noqa: F821
-    def statement(self, p):  # noqa: F811
+    @_("NAME LPAREN args RPAREN")
+    def statement(self, p):
         return Call(p.NAME, tuple(p.args), self.lexer.location(p.index))
 
-    @_("NAME LPAREN RPAREN")  # noqa: F821
-    def statement(self, p):  # noqa: F811
+    @_("NAME LPAREN RPAREN")
+    def statement(self, p):
         return Call(p.NAME, (), self.lexer.location(p.index))
 
-    @_("args COMMA value")  # noqa: F821
+    @_("args COMMA value")
     def args(self, p):
         return p.args + [p.value]
 
-    @_("value")  # noqa: F821
-    def args(self, p):  # noqa: F811
+    @_("value")
+    def args(self, p):
         return [p.value]
 
-    @_("NUMBER")  # noqa: F821
+    @_("NUMBER")
     def value(self, p):
         text = p.NUMBER
         is_int = not any(c in text for c in ".eE")
         number = int(text) if is_int else float(text)
         return Value("int" if is_int else "float", number, self.lexer.location(p.index), text)
 
-    @_("STRING")  # noqa: F821
-    def value(self, p):  # noqa: F811
+    @_("STRING")
+    def value(self, p):
         return Value("string", p.STRING[1:-1], self.lexer.location(p.index), p.STRING)
 
-    @_("NAME")  # noqa: F821
-    def value(self, p):  # noqa: F811
+    @_("NAME")
+    def value(self, p):
         return Value("name", p.NAME, self.lexer.location(p.index), p.NAME)
 
     def error(self, token):
