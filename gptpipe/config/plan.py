@@ -57,6 +57,8 @@ class Step:
     location: Location
     assigned: dict[str, Any] = field(default_factory=dict)
     """Variables the script assigned since the previous step."""
+    explicit: frozenset[str] = frozenset()
+    """Variables set by the script before this step or on the command line, rather than defaults."""
 
     def call_text(self) -> str:
         return f"{self.op.name}({', '.join(_format_arg(a) for a in self.args)})"
@@ -106,6 +108,7 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
     overridden_assignments: dict[str, list[Location]] = {}
     model_location: Location | None = None
     data_ops: list[str] = []
+    explicit: set[str] = set(overridden_names)
 
     for script in scripts:
         for statement in script.statements:
@@ -124,6 +127,7 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                 value = _assigned_value(variable, statement.value, config, values)
                 values[variable.name] = value
                 assigned[variable.name] = value
+                explicit.add(variable.name)
                 continue
 
             spec = operations.get(statement.name)
@@ -145,12 +149,13 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                     location=statement.location,
                     model_exists=model_location is not None,
                     data_ops_before=tuple(data_ops),
+                    explicit=frozenset(explicit),
                 )
                 try:
                     spec.check(context, *args)
                 except GptpipeError as error:
                     raise error.with_location(statement.location) from None
-            steps.append(Step(spec, args, step_values, statement.location, dict(assigned)))
+            steps.append(Step(spec, args, step_values, statement.location, dict(assigned), frozenset(explicit)))
             assigned = {}
             if spec.creates_model:
                 model_location = statement.location

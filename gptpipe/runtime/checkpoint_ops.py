@@ -17,7 +17,6 @@ import torch
 from omegaconf import OmegaConf
 
 from gptpipe.config.dims import ModelDims
-from gptpipe.config.variables import BY_NAME
 from gptpipe.errors import CheckpointError
 from gptpipe.runtime.checkpoint import (
     Checkpoint,
@@ -126,15 +125,12 @@ def _saved_dims(metadata: dict[str, Any], path: Path) -> ModelDims:
     return ModelDims.decode(text)
 
 
-def check_dims_agree(script_dims: ModelDims, saved_dims: ModelDims, path: Path | str) -> None:
-    """Raise CheckpointError when the script sets MODEL_DIMS to something other than the file's model.
+def check_dims_agree(script_dims: ModelDims, saved_dims: ModelDims, path: Path | str, explicit: bool) -> None:
+    """Raise CheckpointError when the script or command line set MODEL_DIMS to something other than the file's.
 
-    A MODEL_DIMS equal to the variable's default counts as not set, because a script has no way
-    to unset a variable.
+    `explicit` says whether MODEL_DIMS was set at all; its default never conflicts with a file.
     """
-    # NOTE: a script that assigns exactly the default MODEL_DIMS while the file differs is not caught.
-    default_dims = ModelDims.decode(BY_NAME["MODEL_DIMS"].default)
-    if script_dims == default_dims or script_dims == saved_dims:
+    if not explicit or script_dims == saved_dims:
         return
     raise CheckpointError(
         f"MODEL_DIMS {script_dims.encode()} disagrees with the model in {path}, which has MODEL_DIMS "
@@ -150,7 +146,7 @@ def _build_model(state: RunState, checkpoint: Checkpoint) -> torch.nn.Module:
 
     metadata = checkpoint.metadata
     dims = _saved_dims(metadata, checkpoint.path)
-    check_dims_agree(state.model_dims(), dims, checkpoint.path)
+    check_dims_agree(state.model_dims(), dims, checkpoint.path, "MODEL_DIMS" in state.explicit)
     streams = streams_for(state)
     check_vocabulary(metadata, streams.vocab_size, streams.special_token_ids())
 
@@ -164,7 +160,7 @@ def _build_model(state: RunState, checkpoint: Checkpoint) -> torch.nn.Module:
 def _check_file_dims(context: PlanContext, path: str) -> None:
     """Compare the script's MODEL_DIMS with the file's before any work, when the file is readable."""
     metadata = read_checkpoint_metadata(path)
-    check_dims_agree(context.model_dims(), _saved_dims(metadata, Path(path)), path)
+    check_dims_agree(context.model_dims(), _saved_dims(metadata, Path(path)), path, "MODEL_DIMS" in context.explicit)
 
 
 @operation(creates_model=True, check=_check_file_dims)

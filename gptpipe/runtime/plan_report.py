@@ -22,32 +22,57 @@ def format_plan(plan: Plan, config: DictConfig) -> str:
     if plan.uses_default_corpus:
         lines.append("data: no data operation, so train() uses the built-in default corpus "
                      "(Python standard library sources, byte tokens)")
+    loaded_from: str | None = None
     for number, step in enumerate(plan.steps, start=1):
+        if step.op.creates_model:
+            loaded_from = None if step.op.name == "create_model" else _loaded_model_text(step)
         lines.append("")
         lines.append(f"step {number}  {step.location}  {step.call_text()}")
         lines.append("  values: " + _values_text(step.values))
-        lines.extend("  " + line for line in _dims_lines(step, config))
+        lines.extend("  " + line for line in _dims_lines(step, config, loaded_from))
     return "\n".join(lines)
+
+
+def _loaded_model_text(step) -> str:
+    """Describe the model that load_model()/load_checkpoint() will read, from the file's metadata if it exists."""
+    from gptpipe.errors import GptpipeError
+    from gptpipe.runtime.checkpoint import read_checkpoint_metadata
+
+    if step.op.name == "load_model":
+        path = str(step.args[0])
+    else:
+        directory = step.values.get("CHECKPOINT_DIR") or "<run directory>/checkpoints"
+        iteration = step.args[0] if step.args else -1
+        name = "the newest checkpoint" if iteration == -1 else f"iter_{iteration}.safetensors"
+        return f"model: {name} in {directory} (its MODEL_DIMS and flags replace the script's)"
+    try:
+        dims = read_checkpoint_metadata(path).get("MODEL_DIMS", "unknown")
+    except (GptpipeError, OSError):
+        dims = "unknown until the file is read"
+    return f"model: {path}, MODEL_DIMS {dims} from the file"
 
 
 def _values_text(values: dict[str, Any]) -> str:
     return " ".join(f"{name}={value!r}" for name, value in values.items())
 
 
-def _dims_lines(step, config: DictConfig) -> list[str]:
+def _dims_lines(step, config: DictConfig, loaded_from: str | None) -> list[str]:
     values = step.values
     model = decode_dims("MODEL_DIMS", values, config)
     train = decode_dims("TRAIN_CONFIG", values, config)
     drop = decode_dims("DROP_CONFIG", values, config)
     lines = []
-    if step.op.creates_model or step.op.name == "train":
+    trains = step.op.name in ("train", "net_train")
+    if loaded_from is not None and (step.op.creates_model or trains):
+        lines.append(loaded_from)
+    elif step.op.creates_model or trains:
         lines.append(
             f"MODEL_DIMS {model.encode()}: width {model.width}, {model.heads} head(s) x 128, depth {model.depth}, "
             f"window {model.window} (local blocks {model.local_window}), feed-forward {model.ffn_width}; "
             f"{_millions(model.block_parameters())} parameters in the blocks, plus 2 x {model.width} per "
             "vocabulary token for embedding and output layer"
         )
-    if step.op.name == "train":
+    if trains:
         lines.append(
             f"TRAIN_CONFIG {train.encode()}: {train.batch} fragments x {train.fragment_len} tokens = "
             f"{train.tokens_per_batch} tokens per batch"

@@ -21,6 +21,7 @@ def execute_plan(plan: Plan, config: DictConfig, run_dir: Path, state: RunState 
     for number, step in enumerate(plan.steps, start=1):
         state.values = step.values
         state.location = step.location
+        state.explicit = step.explicit
         if state.is_rank_zero:
             log.info("step %d/%d at %s: %s", number, total, step.location, step.call_text())
         try:

@@ -26,6 +26,8 @@ class PlanContext:
     model_exists: bool
     data_ops_before: tuple[str, ...]
     """Names of the data operations that run before this step."""
+    explicit: frozenset[str] = frozenset()
+    """Variables the script or the command line set before this step (the rest are defaults)."""
 
     def model_dims(self) -> ModelDims:
         from gptpipe.config.plan import decode_dims
@@ -50,6 +52,8 @@ class RunState:
     """Script variables as seen by the current step."""
     location: Location | None = None
     """The script position of the current step."""
+    explicit: frozenset[str] = frozenset()
+    """Variables the script or the command line set before the current step (the rest are defaults)."""
     data: Any = None
     """The data pipeline (gptpipe.data), created by the first data operation or by train()."""
     model: Any = None

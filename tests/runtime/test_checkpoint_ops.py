@@ -6,10 +6,14 @@ import pickle
 
 import pytest
 import torch
+from config_loading import load_config
 
+from gptpipe.config.plan import build_plan
+from gptpipe.dsl import parse_file
 from gptpipe.errors import GptpipeError
 from gptpipe.optim import DEFAULT_OPTIMIZER
 from gptpipe.runtime.checkpoint import list_checkpoints, read_checkpoint
+from gptpipe.runtime.runner import execute_plan
 from gptpipe.runtime.state import RunState
 from script_runs import train_script
 
@@ -81,13 +85,26 @@ def test_load_model_starts_at_zero(run, text_file):
     assert state.iteration == 1
 
 
-def test_load_model_keeps_file_dims(run, text_file):
+def test_load_model_keeps_file_dims(run, text_file, tmp_path):
     trained = run(train_script(text_file, 2, 2))
     path = trained.checkpoint_dir / "iter_2.safetensors"
-    # MODEL_DIMS is left at its default here, so the file's shape is used.
-    state = run(f"MODEL_DIMS = 'e256h1d36w64relu1'\nMAX_ITERS = 1\nSAVE_MODEL = false\n"
-                f"make_char_dataset('{text_file}')\nload_model('{path}')\ntrain()\n")
+    # A script without MODEL_DIMS takes the file's shape, although the variable's default differs.
+    script = tmp_path / "load.txt"
+    script.write_text(f"MAX_ITERS = 1\nSAVE_MODEL = false\nmake_char_dataset('{text_file}')\n"
+                      f"load_model('{path}')\ntrain()\n")
+    config = load_config(precision="32-true", accelerator="cpu")
+    plan = build_plan([parse_file(script)], config)
+    state = execute_plan(plan, config, tmp_path / "run")
     assert state.model.dims.encode() == "e128h1d2w32relu1"
+
+
+def test_load_model_default_dims_assigned_conflicts(run, text_file):
+    trained = run(train_script(text_file, 2, 2))
+    path = trained.checkpoint_dir / "iter_2.safetensors"
+    with pytest.raises(GptpipeError) as caught:
+        run(f"MODEL_DIMS = 'e256h1d36w64relu1'\nmake_char_dataset('{text_file}')\nload_model('{path}')\n")
+    assert "e256h1d36w64relu1" in caught.value.message
+    assert "e128h1d2w32relu1" in caught.value.message
 
 
 def test_load_model_conflicting_dims(run, text_file):
