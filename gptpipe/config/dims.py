@@ -63,7 +63,7 @@ class CompactDims:
 
     @classmethod
     def decode(cls, text: str) -> CompactDims:
-        """Parse `text`; raise ConfigError that quotes it and says the fix."""
+        """Parse `text`, or raise a ConfigError that quotes it and names the fix."""
         if not isinstance(text, str):
             raise ConfigError(f"{cls.VARIABLE} must be a string such as '{cls().encode()}', got {text!r}")
         stripped = text.strip()

@@ -15,7 +15,7 @@ TOKEN_NAMES = {
     "RPAREN": "')'",
     "COMMA": "','",
 }
-"""How each token type is described in error messages."""
+"""Description of each token type in error messages."""
 
 
 class ScriptLexer(Lexer):

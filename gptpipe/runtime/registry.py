@@ -4,7 +4,7 @@
     def compute_exact_test(state: RunState, iteration: int = -1, average_over: int = 0) -> None:
         '''Evaluate a checkpoint on freshly sampled test batches ...'''
 
-The parameters' annotations say what the script may pass: int, float, str, bool, or one of the
+The parameters' annotations declare what the script may pass: int, float, str, bool, or one of the
 path and flag types below, which the plan checks before any operation runs. The docstring's first
 line is the one-line summary that `--help` and the script reference print.
 """

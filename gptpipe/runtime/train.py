@@ -43,8 +43,8 @@ def check_train(context: PlanContext) -> None:
 def train(state: RunState) -> None:
     """Train the model up to MAX_ITERS iterations with TRAIN_CONFIG's batch and DROP_CONFIG's schedule.
 
-    Every EVAL_INTERVAL iterations and at the end it logs train and test loss on fixed evaluation
-    batches and writes metrics.csv, loss.png and (with SAVE_MODEL) a checkpoint; at the end it
+    Every EVAL_INTERVAL iterations and at the end, it logs train and test loss on fixed evaluation
+    batches and writes metrics.csv, loss.png and, with SAVE_MODEL, a checkpoint. At the end it also
     writes summary.json. After load_checkpoint(N) it continues from iteration N.
     """
     Trainer(state).run()
