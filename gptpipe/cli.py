@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -27,7 +29,25 @@ def main() -> None:
         print(f"gptpipe: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     sys.argv[1:] = _flags_first(sys.argv[1:])
-    hydra_main()
+    scratch = _dry_run_scratch_dir(sys.argv[1:])
+    if scratch is None:
+        hydra_main()
+        return
+    # A dry run does no work, so it leaves no run directory behind either.
+    sys.argv[1:] = [*sys.argv[1:], f"hydra.run.dir={scratch}"]
+    try:
+        hydra_main()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _dry_run_scratch_dir(argv: list[str]) -> str | None:
+    """Return a temporary run directory for a single dry run, or None for other commands."""
+    if "--multirun" in argv or "-m" in argv or any(arg.startswith("hydra.run.dir=") for arg in argv):
+        return None
+    if not any(arg.lower() in ("dry_run=true", "dry_run=yes", "dry_run=1") for arg in argv):
+        return None
+    return tempfile.mkdtemp(prefix="gptpipe-dry-run-")
 
 
 # Hydra options that take a value; their value is the next argument.
@@ -100,6 +120,9 @@ def run(config: DictConfig) -> None:
     overridden = _override_keys(hydra_config.overrides.task)
     plan = build_plan(scripts, config, overridden)
 
+    if not plan.steps:
+        log.warning("%s has no operations, so there is nothing to run; add create_model() and train()",
+                    " + ".join(s.path for s in scripts))
     plan_text = format_plan(plan, config)
     _save_inputs(run_dir, scripts, plan_text)
     if config.get("dry_run"):
@@ -147,6 +170,21 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("gptpipe_help", help_text)
 
 
+def _check_subtree_field(key: str) -> None:
+    from gptpipe.config.dims import CODECS
+    from gptpipe.config.plan import SUBTREES
+    from gptpipe.config.variables import suggest
+
+    root, _, field = key.partition(".")
+    variable = next(name for name, subtree in SUBTREES.items() if subtree == root)
+    fields = list(CODECS[variable]().as_dict())
+    if field not in fields:
+        raise GptpipeError(
+            f"unknown setting {key}" + suggest(field, fields).replace("known names are", "valid fields are"),
+            hint=f"{root}.FIELD sets one field of {variable}; valid fields: " + ", ".join(fields),
+        )
+
+
 def _check_overrides(argv: list[str]) -> None:
     """Reject unknown command-line names with a suggestion, before Hydra prints its own error."""
     from gptpipe.config.plan import SUBTREES
@@ -158,7 +196,18 @@ def _check_overrides(argv: list[str]) -> None:
     from hydra.errors import OverrideParseException
 
     known = set(SETTINGS) | set(VARIABLES)
-    overrides = [arg for arg in argv if not arg.startswith("-") and "=" in arg]
+    overrides = [arg for arg in _flags_first(argv) if not arg.startswith("-")]
+    # Values of Hydra options (`--cfg job`, `--config-name x`) are not overrides.
+    for index, arg in enumerate(argv[:-1]):
+        if arg in _OPTIONS_WITH_VALUE or arg == "--info":
+            if argv[index + 1] in overrides:
+                overrides.remove(argv[index + 1])
+    for arg in overrides:
+        if "=" not in arg:
+            raise GptpipeError(
+                f"invalid command-line argument '{arg}': expected NAME=value",
+                hint=f"e.g. {arg}=true; gptpipe --help lists every variable and setting",
+            )
     try:
         OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as error:
@@ -174,7 +223,10 @@ def _check_overrides(argv: list[str]) -> None:
         if key.startswith(("+", "~")):
             continue  # Hydra's explicit add/delete syntax: the user takes charge.
         root = key.split(".", 1)[0]
-        if root in ("hydra",) or root in SUBTREES.values():
+        if root == "hydra":
+            continue
+        if root in SUBTREES.values():
+            _check_subtree_field(key)
             continue
         if root in UNSUPPORTED:
             raise GptpipeError(f"{root} is not supported: {UNSUPPORTED[root]}")

@@ -110,3 +110,38 @@ def test_example_script_dry_run(workdir, script):
     result = gptpipe(workdir, f"script={script}", "dry_run=true", f"data_path={workdir / 'text.txt'}")
     assert result.returncode == 0, result.stderr
     assert "train()" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.depth=abc", "MODEL_DIMS field depth (depth in blocks, even) needs a whole number, got 'abc'"),
+        ("model.heads=1.5", "needs a whole number, got 1.5 (with model.heads=1.5 from the command line)"),
+        ("model.dept=8", "unknown setting model.dept; did you mean depth?"),
+        ("precision=fp8", "invalid precision=fp8"),
+        ("optimizer=sgd", "unknown optimizer=sgd"),
+        ("accelerator=warp", "invalid accelerator=warp"),
+        ("TEST_FRACTION=1.5", "TEST_FRACTION must be below 1.0"),
+        ("DEVICE_COUNT=512 train.batch=512", "DEVICE_COUNT 512 is more than the"),
+        ("dry_run", "invalid command-line argument 'dry_run': expected NAME=value"),
+        ("MAX_ITERS=[1", "invalid command-line override"),
+    ],
+)
+def test_bad_override_exits_2_in_dry_run(workdir, override, message):
+    result = gptpipe(workdir, "script=run.txt", "dry_run=true", f"data_dir={workdir}", *override.split())
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_path_hint_names_key(workdir):
+    (workdir / "char.txt").write_text("make_char_dataset('${data_path}')\ncreate_model()\ntrain()\n")
+    result = gptpipe(workdir, "script=char.txt", "dry_run=true")
+    assert result.returncode == 2
+    assert "hint: set it on the command line, e.g. data_path=/path/to/file" in result.stderr
+
+
+def test_dry_run_leaves_no_output_folder(workdir):
+    result = gptpipe(workdir, "script=run.txt", "dry_run=true", f"data_dir={workdir}")
+    assert result.returncode == 0, result.stderr
+    assert not (workdir / "outputs").exists()

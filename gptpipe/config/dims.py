@@ -126,6 +126,16 @@ class CompactDims:
 
     def replace(self, **changes: Any) -> CompactDims:
         """Return a validated copy with some fields changed (used for `model.depth=8` overrides)."""
+        by_field = {k.field: k for k in self.KEYS}
+        for name, value in changes.items():
+            spec = by_field[name]
+            valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if valid and spec.kind is int:
+                valid = float(value).is_integer()
+            if not valid:
+                wanted = "a whole number" if spec.kind is int else "a number"
+                raise ConfigError(f"{self.VARIABLE} field {name} ({spec.description}) needs {wanted}, got {value!r}")
+            changes[name] = spec.kind(value)
         instance = dataclasses.replace(self, **changes)
         instance.validate(instance.encode())
         return instance
@@ -149,8 +159,8 @@ class CompactDims:
                 high = "" if spec.maximum is None else f"<= {_format(spec.maximum)}"
                 bounds = " and ".join(b for b in (low, high) if b)
                 raise ConfigError(
-                    f"invalid {self.VARIABLE} '{source}': {spec.key}={_format(value)} is out of range; "
-                    f"{spec.description} must be {bounds}"
+                    f"invalid {self.VARIABLE} '{source}': {spec.key}={_format(value)} is out of range "
+                    f"({spec.description}): it must be {bounds}"
                 )
 
     @classmethod

@@ -42,7 +42,11 @@ def decode_dims(variable: str, values: dict[str, Any], config: DictConfig | None
                         f"unknown setting {SUBTREES[variable]}.{unknown[0]}; valid fields are "
                         + ", ".join(f"{SUBTREES[variable]}.{name}" for name in dims.as_dict())
                     )
-                dims = dims.replace(**changes)
+                try:
+                    dims = dims.replace(**changes)
+                except ConfigError as error:
+                    settings = " ".join(f"{SUBTREES[variable]}.{key}={value}" for key, value in changes.items())
+                    raise ConfigError(f"{error.message} (with {settings} from the command line)") from None
     return dims
 
 
@@ -98,7 +102,10 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
     from gptpipe.runtime.registry import load_operations, unknown_operation
     from gptpipe.runtime.state import PlanContext
 
+    from gptpipe.runtime.fabric_setup import check_settings
+
     operations = load_operations()
+    check_settings(config)
     scripts = tuple(scripts)
     overridden_names = {lookup(name).name for name in overridden if name in BY_NAME}
     values = initial_values(config)
@@ -162,7 +169,7 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
             if spec.data_op:
                 data_ops.append(spec.name)
 
-    return Plan(
+    plan = Plan(
         scripts=scripts,
         steps=steps,
         initial_values=start_values,
@@ -170,6 +177,10 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
         overridden_assignments=overridden_assignments,
         uses_default_corpus=not data_ops,
     )
+    from gptpipe.distributed.launch import check_launch
+
+    check_launch(plan, config)
+    return plan
 
 
 def _variable_for(statement: Assign) -> Variable:
@@ -251,8 +262,9 @@ def _convert_argument(spec: Any, param: Any, node: Value, config: DictConfig, va
     expected = KIND_NAMES[kind]
 
     def mismatch() -> ScriptError:
+        article = "an" if expected[0] in "aeiou" else "a"
         return ScriptError(
-            f"argument {param.name} of {spec.name}() expects a {expected}, got {node.text}",
+            f"argument {param.name} of {spec.name}() expects {article} {expected}, got {node.text}",
             location=node.location,
             hint=f"usage: {spec.signature}",
         )
@@ -328,12 +340,23 @@ def resolve_interpolations(node: Value, config: DictConfig, values: dict[str, An
         offset = text.find("${")
         where = Location(node.location.file, node.location.line, node.location.col + 1 + offset,
                          node.location.source_line)
+        key = _missing_key(first_line) or "name"
         raise ScriptError(
             f"interpolation in {node.text} does not resolve: {first_line}",
             location=where,
-            hint="set the value on the command line (e.g. data_dir=/path) or fix the name inside ${...}",
+            hint=f"set it on the command line, e.g. {key}=/path/to/file, or fix the name inside ${{...}}",
         ) from None
     return str(resolved)
+
+
+def _missing_key(message: str) -> str | None:
+    """Return the config key an OmegaConf resolution error names, if it names one."""
+    import re
+
+    match = re.search(r"Missing mandatory value: (\S+)|Interpolation key '([^']+)' not found", message)
+    if match is None:
+        return None
+    return match.group(1) or match.group(2)
 
 
 def _check_dims(values: dict[str, Any], config: DictConfig, location: Location) -> None:

@@ -126,6 +126,8 @@ def _flag_and_optimizer_help() -> list[str]:
     except ImportError:
         OPTIMIZERS = {}
     if OPTIMIZERS:
+        if lines:
+            lines.append("")
         lines.append("Optimizers (optimizer=NAME):")
         for name, description in OPTIMIZERS.items():
             lines.append(f"  {name}")

@@ -30,6 +30,8 @@ class Variable:
     unit: str = ""
     aliases: tuple[str, ...] = ()
     minimum: float | None = None
+    below: float | None = None
+    """Exclusive upper bound, or None."""
     example: str = ""
     """A script line that uses the variable, for the script reference."""
 
@@ -66,6 +68,8 @@ class Variable:
                 CODECS[self.name].decode(value)
         if self.minimum is not None and result < self.minimum:
             raise ConfigError(f"{self.name} must be >= {self.minimum}, got {value!r}")
+        if self.below is not None and result >= self.below:
+            raise ConfigError(f"{self.name} must be below {self.below}, got {value!r}")
         return result
 
     def _unit_text(self) -> str:
@@ -98,7 +102,7 @@ VARIABLES: tuple[Variable, ...] = (
              example="PRINT_ITER_TRAIN_ERR = true"),
     Variable("TEST_FRACTION", float, 0.05,
              "Share of the data held out for testing: whole documents where the data has documents, "
-             "else the tail of the text.", unit="fraction", minimum=0.0, example="TEST_FRACTION = 0.1"),
+             "else the tail of the text.", unit="fraction", minimum=0.0, below=1.0, example="TEST_FRACTION = 0.1"),
     Variable("CHECKPOINT_DIR", str, "",
              "Folder for checkpoints; empty means checkpoints/ in the run directory.",
              example="CHECKPOINT_DIR = '${data_dir}/run1/checkpoints'"),

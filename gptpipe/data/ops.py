@@ -120,7 +120,7 @@ def set_doc_start_token(state: RunState, token: int) -> None:
 def make_char_dataset(state: RunState, path: InputFile) -> None:
     """Use one token per character of the file's characters, and the file as the dataset.
 
-    Example: `make_char_dataset('${data_path}/tinyshakespeare.txt')`
+    Example: `make_char_dataset('${data_path}')`
 
     Errors: file not found (says whether its folder exists); empty file; after `set_vocab_size()`
     without a tokenizer.

@@ -55,6 +55,14 @@ def maybe_launch(plan: Plan, config: DictConfig, run_dir: Path) -> bool:
     return True
 
 
+def check_launch(plan: Plan, config: DictConfig) -> None:
+    """Raise ConfigError, before any work, when the plan's devices or strategy cannot be launched."""
+    check_strategy(config)
+    devices = device_count(plan)
+    if devices > 1 or any(step.op.name == "net_train" for step in plan.steps):
+        check_devices_available(devices, config)
+
+
 def device_count(plan: Plan) -> int:
     """Return DEVICE_COUNT as the training steps see it (the final value when nothing trains)."""
     counts = {int(step.values["DEVICE_COUNT"]) for step in plan.steps if step.op.name in TRAINING_OPERATIONS}

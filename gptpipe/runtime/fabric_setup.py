@@ -38,6 +38,44 @@ def resolve_precision(setting: str, accelerator: str) -> str:
     return "32-true"
 
 
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+
+
+def check_settings(config) -> None:
+    """Raise ConfigError for an invalid precision, accelerator, optimizer or numeric setting.
+
+    The plan calls this before any work, so a typo on the command line fails at once.
+    """
+    from gptpipe.optim import OPTIMIZERS
+
+    precision = str(config.get("precision", "auto"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"invalid precision={precision}; valid values are {', '.join(PRECISIONS)}")
+    accelerator = str(config.get("accelerator", "auto"))
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"invalid accelerator={accelerator}; valid values are {', '.join(ACCELERATORS)}")
+    if accelerator in ("cuda", "gpu") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"accelerator={accelerator} but PyTorch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})",
+            hint="use accelerator=auto or cpu, or install a CUDA build of PyTorch on a machine with a GPU",
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("accelerator=mps but this machine has no MPS device", hint="use accelerator=auto or cpu")
+    optimizer = str(config.get("optimizer", "default"))
+    if optimizer != "default" and optimizer not in OPTIMIZERS:
+        raise ConfigError(
+            f"unknown optimizer={optimizer}; valid values are default, {', '.join(OPTIMIZERS)}"
+        )
+    for name in ("threads", "max_tokens_per_step"):
+        value = config.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"invalid {name}={value!r}; it must be a whole number, 0 or more")
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"invalid seed={seed!r}; it must be a whole number")
+
+
 def create_fabric(state: RunState, devices: int = 1, num_nodes: int = 1):
     """Return a Fabric for this run (one device unless the caller launches several)."""
     from lightning_fabric import Fabric

@@ -277,7 +277,7 @@ class Trainer:
                 writer.log_evaluation({
                     "iteration": iteration, "elapsed_s": round(elapsed, 3), "train_loss": result.train_loss,
                     "test_loss": result.test_loss, "test_accuracy": result.test_accuracy,
-                    "learning_rate": self._current_lr(), "tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
+                    "learning_rate": self._learning_rate_at(iteration), "tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
                 })
         self._save_checkpoint(iteration)
         return result
@@ -289,8 +289,10 @@ class Trainer:
 
         save_training_checkpoint(self.state, iteration)
 
-    def _current_lr(self) -> float:
-        return float(self.state.optimizer.param_groups[0]["lr"])
+    def _learning_rate_at(self, iteration: int) -> float:
+        from gptpipe.optim import learning_rate
+
+        return learning_rate(iteration, self.drop, self.max_iters)
 
     # -- reporting -------------------------------------------------------------------------
 
