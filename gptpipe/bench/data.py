@@ -66,10 +66,10 @@ def measure_indexing(documents: list[str], tokenizer: Tokenizer) -> tuple[float,
     return text_bytes / 1e6 / elapsed, token_count / text_bytes
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="run for a few seconds and do not write docs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     seconds = 0.5 if args.quick else 3.0
     corpus_bytes = (2 << 20) if args.quick else (8 << 20)
 

@@ -40,7 +40,10 @@ def command_line() -> str:
 def _module_name() -> str:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    return spec.name if spec is not None else sys.argv[0]
+    if spec is None:
+        return sys.argv[0]
+    # `python -m gptpipe.bench NAME` runs gptpipe.bench.__main__; a user types the package name.
+    return spec.name.removesuffix(".__main__")
 
 
 def write_section(name: str, markdown: str, page: Path | None = None) -> Path:

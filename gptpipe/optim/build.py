@@ -97,7 +97,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float)
             _group(roles[EMBEDDING], EMBEDDING, 0.0),
             _group(roles[VECTOR], VECTOR, 0.0),
         ]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=ADAMW_BETAS, foreach=True)
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=ADAMW_BETAS, fused=True)
 
     muon_groups = [_group(roles[MATRIX], MATRIX, weight_decay)] if roles[MATRIX] else []
     adamw_groups = [

@@ -34,7 +34,7 @@ class MuonWithAdamW(Optimizer):
             else None
         )
         self._adamw = (
-            torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, weight_decay=0.0, foreach=True)
+            torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, weight_decay=0.0, fused=True)
             if adamw_groups
             else None
         )

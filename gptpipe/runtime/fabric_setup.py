@@ -83,6 +83,7 @@ def create_fabric(state: RunState, devices: int = 1, num_nodes: int = 1):
     accelerator = str(state.config.get("accelerator", "auto"))
     precision = resolve_precision(str(state.config.get("precision", "auto")), accelerator)
     strategy = str(state.config.get("strategy", "auto"))
+    state.precision = precision
     fabric = Fabric(
         accelerator=accelerator,
         devices=devices,

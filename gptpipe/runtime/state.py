@@ -69,6 +69,8 @@ class RunState:
     """Optimizer, schedule and random states restored by load_checkpoint(), consumed by train()."""
     fabric: Any = None
     """The Lightning Fabric instance, created on first use."""
+    precision: str = ""
+    """The Fabric precision in use, with precision=auto resolved (e.g. bf16-mixed)."""
     rank: int = 0
     world_size: int = 1
 

@@ -371,6 +371,7 @@ class Trainer:
             "DROP_CONFIG": self.drop.encode(),
             "flags": list(self.state.model_flags),
             "optimizer": self.optimizer_name,
+            "precision": self.state.precision,
             "devices": self.world_size,
         }
         write_json_atomic(self.state.run_dir / "summary.json", summary)

@@ -1,0 +1,110 @@
+"""Matrix-multiply peak: the float32 and bf16 GFLOP/s this machine reaches on large square matrices.
+
+    python -m gptpipe.bench peak            # writes the "peak" section of docs/benchmarks.md
+    python -m gptpipe.bench peak --quick    # a few seconds, prints only (for CI)
+
+Every MFU figure in the other benchmarks divides by these numbers, so they are the physical
+limit the training speed is held against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+
+import torch
+
+from gptpipe.bench.idle import wait_for_idle_cpu
+from gptpipe.bench.report import command_line, machine_description, write_section
+
+log = logging.getLogger("gptpipe.bench")
+
+FULL_SIZES = (1024, 2048, 4096)
+QUICK_SIZES = (256,)
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_gflops(size: int, dtype: torch.dtype, repeats: int, min_seconds: float) -> float:
+    """Return the median GFLOP/s (2 * size**3 FLOPs per product) over `repeats` timed runs of at least `min_seconds`."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+    torch.mm(a, b, out=out)  # warm-up: thread pool and kernel selection
+
+    def synchronize() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    rates = []
+    for _ in range(repeats):
+        products = 0
+        synchronize()
+        start = time.perf_counter()
+        while True:
+            torch.mm(a, b, out=out)
+            products += 1
+            synchronize()
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rates.append(2 * size**3 * products / elapsed / 1e9)
+    return statistics.median(rates)
+
+
+def measure_peaks(sizes: tuple[int, ...], repeats: int, min_seconds: float) -> dict[str, dict[int, float]]:
+    """Return {precision name: {size: median GFLOP/s}} for float32 and bf16."""
+    return {
+        name: {size: matmul_gflops(size, dtype, repeats, min_seconds) for size in sizes}
+        for name, dtype in DTYPES.items()
+    }
+
+
+def peak_gflops(quick: bool = False) -> dict[str, float]:
+    """Return {"float32": GFLOP/s, "bf16": GFLOP/s}: the best median over the benchmark's matrix sizes."""
+    sizes, repeats, min_seconds = (QUICK_SIZES, 3, 0.05) if quick else (FULL_SIZES, 5, 0.5)
+    table = measure_peaks(sizes, repeats, min_seconds)
+    return {name: max(by_size.values()) for name, by_size in table.items()}
+
+
+def format_report(table: dict[str, dict[int, float]], load: str, repeats: int) -> str:
+    sizes = sorted(next(iter(table.values())))
+    lines = [
+        f"Machine: {machine_description()}, {torch.get_num_threads()} threads",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        f"Load before measuring: {load}.",
+        "",
+        f"torch.mm of two square matrices, 2 n^3 FLOPs per product, median of {repeats} timed runs per cell. "
+        "The peak is the best cell of each precision.",
+        "",
+        "| precision | " + " | ".join(f"n = {size}" for size in sizes) + " | peak |",
+        "|---|" + "---|" * (len(sizes) + 1),
+    ]
+    for name, by_size in table.items():
+        cells = " | ".join(f"{by_size[size]:.0f} GFLOP/s" for size in sizes)
+        lines.append(f"| {name} | {cells} | **{max(by_size.values()):.0f} GFLOP/s** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gptpipe.bench peak", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small matrices for a few seconds; does not write docs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    load = "not checked (--quick)" if args.quick else wait_for_idle_cpu()
+    sizes, repeats, min_seconds = (QUICK_SIZES, 3, 0.05) if args.quick else (FULL_SIZES, 5, 0.5)
+    table = measure_peaks(sizes, repeats, min_seconds)
+    report = format_report(table, load, repeats)
+    print(report)  # a benchmark's report is its output
+    if not args.quick:
+        page = write_section("peak", "## Matrix-multiply peak\n\n" + report)
+        log.info("wrote the peak section of %s", page)
+
+
+if __name__ == "__main__":
+    main()
