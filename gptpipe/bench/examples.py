@@ -29,7 +29,9 @@ SCRIPTS = ("quickstart.txt", "shakespeare_char.txt", "grok_mod97.txt")
 def run_script(script: str, data: Path, extra: list[str]) -> dict:
     """Run one example with the gptpipe command in a temporary folder; return its summary and wall time."""
     with tempfile.TemporaryDirectory(prefix="gptpipe-example-") as folder:
-        args = [f"script={REPO_ROOT / 'cfg' / script}", f"data_path={data}", *extra]
+        uses_data_path = "${data_path}" in (REPO_ROOT / "cfg" / script).read_text(encoding="utf-8")
+        data_args = [f"data_path={data}"] if uses_data_path else []
+        args = [f"script={REPO_ROOT / 'cfg' / script}", *data_args, *extra]
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-c", "from gptpipe.cli import main; main()", *args],
                                 cwd=folder, capture_output=True, text=True)
@@ -39,7 +41,9 @@ def run_script(script: str, data: Path, extra: list[str]) -> dict:
         (summary_path,) = Path(folder, "outputs").rglob("summary.json")
         summary = json.loads(summary_path.read_text())
     summary["wall_s"] = wall
-    summary["command"] = "gptpipe " + " ".join(shlex.quote(a) for a in [f"script=cfg/{script}", *args[1:]])
+    # The command as a user types it from the repository root, with the data file's path left out.
+    shown = [f"script=cfg/{script}", *("data_path=<tinyshakespeare.txt>" for _ in data_args), *extra]
+    summary["command"] = "gptpipe " + " ".join(shlex.quote(a) if "<" not in a else a for a in shown)
     return summary
 
 

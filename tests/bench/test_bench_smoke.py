@@ -72,3 +72,15 @@ def test_model_flops_per_token(model: str, fragment_len: int, expected: float) -
     from gptpipe.config.dims import ModelDims
 
     assert model_flops_per_token(ModelDims.decode(model), fragment_len, 256) == pytest.approx(expected)
+
+
+def test_quick_examples() -> None:
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"tiny shakespeare corpus not found at {SHAKESPEARE}")
+    before = BENCHMARKS_PAGE.read_text(encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "gptpipe.bench.examples", "--data", str(SHAKESPEARE), "--quick"],
+                            cwd=REPOSITORY, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for script in ("quickstart.txt", "shakespeare_char.txt", "grok_mod97.txt"):
+        assert f"| `cfg/{script}` |" in result.stdout
+    assert BENCHMARKS_PAGE.read_text(encoding="utf-8") == before
