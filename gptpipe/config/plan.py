@@ -52,7 +52,7 @@ def decode_dims(variable: str, values: dict[str, Any], config: DictConfig | None
 
 @dataclass
 class Step:
-    """One operation call with its checked arguments and the variable values it sees."""
+    """One operation call with its checked arguments and the variable values in effect for it."""
 
     op: Any
     """The OpSpec from the registry."""

@@ -122,7 +122,7 @@ def make_char_dataset(state: RunState, path: InputFile) -> None:
 
     Example: `make_char_dataset('${data_path}')`
 
-    Errors: file not found (says whether its folder exists); empty file; after `set_vocab_size()`
+    Errors: file not found (the message tells whether its folder exists); empty file; after `set_vocab_size()`
     without a tokenizer.
     """
     text = files.read_text_file(path)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from gptpipe.config.plan import Plan
 from gptpipe.distributed.launch import free_port, overridden_names, threads_per_rank
 from gptpipe.distributed.protocol import (
-    HEARTBEAT_INTERVAL_S,
+    send_heartbeats,
     HEARTBEAT_TIMEOUT_S,
     TOKEN_VARIABLE,
     AuthenticationFailed,
@@ -60,7 +60,8 @@ class WorkerLink:
 
     def start_watching(self) -> None:
         threading.Thread(target=self._read_messages, name=f"watch {self.address}", daemon=True).start()
-        threading.Thread(target=self._send_heartbeats, name=f"heartbeat {self.address}", daemon=True).start()
+        threading.Thread(target=send_heartbeats, args=(self.channel, self._closed), name=f"heartbeat {self.address}",
+                         daemon=True).start()
 
     def _read_messages(self) -> None:
         while not self._closed.is_set():
@@ -76,13 +77,6 @@ class WorkerLink:
                 return
             if kind == "failed":
                 self.failure = f"worker {self.address} failed: {message.get('message', 'no message')}"
-                return
-
-    def _send_heartbeats(self) -> None:
-        while not self._closed.wait(HEARTBEAT_INTERVAL_S):
-            try:
-                self.channel.send({"type": "heartbeat"})
-            except ConnectionLost:
                 return
 
     def abort(self, reason: str) -> None:

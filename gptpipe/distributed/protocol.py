@@ -2,7 +2,7 @@
 
 Each message is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON with a
 "type" field. The shared secret (GPTPIPE_WORKER_TOKEN) never crosses the wire: each side sends
-a random nonce, and the other side proves it holds the token by returning an HMAC-SHA256 over
+a random nonce, and the other side proves it has the token by returning an HMAC-SHA256 over
 both nonces.
 
     worker -> master  {"type": "hello", "version": 1, "nonce": NW}
@@ -51,6 +51,15 @@ def worker_token() -> str:
 def _mac(token: str, role: str, first_nonce: str, second_nonce: str) -> str:
     message = f"{role}:{first_nonce}:{second_nonce}".encode()
     return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()
+
+
+def send_heartbeats(channel: "Channel", stopped: threading.Event) -> None:
+    """Send a heartbeat every HEARTBEAT_INTERVAL_S until `stopped` is set or the connection is lost."""
+    while not stopped.wait(HEARTBEAT_INTERVAL_S):
+        try:
+            channel.send({"type": "heartbeat"})
+        except ConnectionLost:
+            return
 
 
 class Channel:

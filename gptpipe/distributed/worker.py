@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gptpipe.distributed.launch import check_devices_available, threads_per_rank
 from gptpipe.distributed.protocol import (
-    HEARTBEAT_INTERVAL_S,
+    send_heartbeats,
     HEARTBEAT_TIMEOUT_S,
     TOKEN_VARIABLE,
     AuthenticationFailed,
@@ -203,7 +203,8 @@ class _MasterWatch:
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="watch master", daemon=True).start()
-        threading.Thread(target=self._beat, name="heartbeat master", daemon=True).start()
+        threading.Thread(target=send_heartbeats, args=(self.channel, self._stopped), name="heartbeat master",
+                         daemon=True).start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -220,13 +221,6 @@ class _MasterWatch:
             if message["type"] == "abort":
                 self.abort_reason = f"the master aborted the job: {message.get('reason', 'no reason given')}"
                 log.error("%s", self.abort_reason)
-                return
-
-    def _beat(self) -> None:
-        while not self._stopped.wait(HEARTBEAT_INTERVAL_S):
-            try:
-                self.channel.send({"type": "heartbeat"})
-            except ConnectionLost:
                 return
 
 

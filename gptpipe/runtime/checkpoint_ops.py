@@ -128,7 +128,7 @@ def _saved_dims(metadata: dict[str, Any], path: Path) -> ModelDims:
 def check_dims_agree(script_dims: ModelDims, saved_dims: ModelDims, path: Path | str, explicit: bool) -> None:
     """Raise CheckpointError when the script or command line set MODEL_DIMS to something other than the file's.
 
-    `explicit` says whether MODEL_DIMS was set at all; its default never conflicts with a file.
+    `explicit` tells whether MODEL_DIMS was set at all. Its default never conflicts with a file.
     """
     if not explicit or script_dims == saved_dims:
         return

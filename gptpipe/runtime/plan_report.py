@@ -13,7 +13,7 @@ log = logging.getLogger("gptpipe")
 
 
 def format_plan(plan: Plan, config: DictConfig) -> str:
-    """Return the plan: every step with the variable values it sees, decoded dims and sizes."""
+    """Format the plan: every step with the variable values in effect for it, decoded dims and sizes."""
     script_names = " + ".join(s.path for s in plan.scripts)
     lines = [f"plan for {script_names}: {len(plan.steps)} step{'s' if len(plan.steps) != 1 else ''}"]
     for name, locations in plan.overridden_assignments.items():

@@ -17,7 +17,7 @@ log = logging.getLogger("gptpipe")
 
 @dataclass
 class PlanContext:
-    """What an operation's plan-time `check` sees: the values assigned before the step."""
+    """Input of an operation's plan-time `check`: the values assigned before the step."""
 
     values: dict[str, Any]
     """Script variables as the step will see them (defaults, assignments, overrides)."""
@@ -47,7 +47,7 @@ class RunState:
     config: DictConfig
     """The whole composed config (script variables, settings, `model`/`train`/`drop` sub-trees)."""
     run_dir: Path
-    """Where this run writes: Hydra's output directory."""
+    """Output directory of this run (Hydra's run directory)."""
     values: dict[str, Any] = field(default_factory=dict)
     """Script variables as seen by the current step."""
     location: Location | None = None

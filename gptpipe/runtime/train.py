@@ -253,7 +253,7 @@ class Trainer:
         return Evaluation(train_sums[0] / train_sums[1], test_sums[0] / test_sums[1], accuracy)
 
     def _loss_sums(self, batches) -> tuple[float, float, float]:
-        module = self.model.module if hasattr(self.model, "module") else self.model
+        module = self._plain_model()
         device = self.fabric.device
         share = slice(self.rank * self.local_batch, (self.rank + 1) * self.local_batch)
         sums = torch.zeros(3, dtype=torch.float64)
@@ -289,6 +289,10 @@ class Trainer:
 
         save_training_checkpoint(self.state, iteration)
 
+    def _plain_model(self) -> torch.nn.Module:
+        """Return the GPT itself, without Fabric's wrapper."""
+        return self.model.module if hasattr(self.model, "module") else self.model
+
     def _learning_rate_at(self, iteration: int) -> float:
         from gptpipe.optim import learning_rate
 
@@ -310,7 +314,7 @@ class Trainer:
             return
         from gptpipe.model import parameter_counts
 
-        module = self.model.module if hasattr(self.model, "module") else self.model
+        module = self._plain_model()
         total, without_embeddings = parameter_counts(module)
         log.info(
             "train(): MODEL_DIMS %s, TRAIN_CONFIG %s, DROP_CONFIG %s, flags %s, %s parameters (%s without "
@@ -348,7 +352,7 @@ class Trainer:
         from gptpipe.model import parameter_counts
         from gptpipe.runtime.metrics import write_json_atomic
 
-        module = self.model.module if hasattr(self.model, "module") else self.model
+        module = self._plain_model()
         total, without_embeddings = parameter_counts(module)
         tokens = iterations * self.train_config.tokens_per_batch
         summary = {
