@@ -31,30 +31,82 @@ def window_mask(length: int, window: int, device: torch.device | str) -> torch.T
 
 
 def rotary_tables(length: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return cos and sin tables, each (length, HEAD_DIM), for rotating the two halves of a head's channels."""
+    """Return the rotary tables (cos, signed_sin), each (length, HEAD_DIM), in float32.
+
+    Channel pair (i, i + HEAD_DIM/2) at position t turns by the angle t * ROTARY_BASE**(-2i/HEAD_DIM).
+    `signed_sin` holds -sin in its first half and +sin in its second half, so that a rotation is
+    x * cos + roll(x, HEAD_DIM/2) * signed_sin (see `apply_rotary`).
+    """
     half = HEAD_DIM // 2
     frequencies = ROTARY_BASE ** (-torch.arange(half, dtype=torch.float32, device=device) / half)
     angles = torch.arange(length, dtype=torch.float32, device=device)[:, None] * frequencies[None, :]  # (T, half)
-    angles = torch.cat([angles, angles], dim=-1)  # (T, HEAD_DIM)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (i, i + HEAD_DIM/2) of `x` (B, T, H, HEAD_DIM) by the angles of positions 0..T-1."""
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (i, i + HEAD_DIM/2) of `x` (B, T, H, HEAD_DIM) by the angles of positions 0..T-1.
+
+    The first half of each head becomes x1 * cos - x2 * sin, the second half x2 * cos + x1 * sin.
+    Rolling the channels by half a head swaps the halves, so the rotation costs four kernels.
+    """
     length = x.shape[1]
     cos = cos[:length, None, :].to(x.dtype)  # (T, 1, HEAD_DIM), broadcast over heads
-    sin = sin[:length, None, :].to(x.dtype)
-    first, second = x.chunk(2, dim=-1)
-    rotated_half = torch.cat([-second, first], dim=-1)
-    return x * cos + rotated_half * sin
+    signed_sin = signed_sin[:length, None, :].to(x.dtype)
+    return x * cos + x.roll(HEAD_DIM // 2, dims=-1) * signed_sin
+
+
+class _RMSNormFunction(torch.autograd.Function):
+    """RMS norm over the last dimension with a hand-written backward.
+
+    Autograd would otherwise differentiate the decomposed norm (square, mean, rsqrt, two products)
+    and run about twice the kernels; on CPUs, with small tensors, the kernel count sets the cost.
+    The row statistics and the backward are computed in float32, or float64 for float64 inputs.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        width = x.shape[-1]
+        compute = torch.promote_types(x.dtype, torch.float32)
+        # One reduction over the channels; the rest works on one value per row.
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=compute)
+        rstd = torch.rsqrt(norm.square_().div_(width).add_(eps))
+        out = x * rstd.to(x.dtype)
+        if weight is not None:
+            out = out.mul_(weight)
+        ctx.save_for_backward(x, weight, rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, rstd = ctx.saved_tensors
+        compute = torch.promote_types(x.dtype, torch.float32)
+        normed = x.to(compute) * rstd  # rstd is (..., 1)
+        grad = grad_out.to(compute)
+        grad_weight = None
+        if weight is not None:
+            if ctx.needs_input_grad[1]:
+                grad_weight = (grad * normed).reshape(-1, x.shape[-1]).sum(dim=0).to(weight.dtype)
+            grad = grad * weight.to(compute)
+        # d x = rstd * (d normed - normed * mean(d normed * normed))
+        dot = (grad * normed).mean(dim=-1, keepdim=True)
+        grad_x = (grad - normed * dot).mul_(rstd)
+        return grad_x.to(x.dtype), grad_weight, None
 
 
 class RMSNorm(nn.RMSNorm):
-    """nn.RMSNorm that casts its weight to the input's dtype, so bf16 autocast keeps the fused kernel."""
+    """nn.RMSNorm over the last dimension with a fused forward kernel and a hand-written backward.
+
+    The weight is cast to the input's dtype, so under bf16 autocast a bf16 input gives a bf16
+    output. Without `eps` it uses the machine epsilon of the input's dtype, as nn.RMSNorm does.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.normalized_shape) != 1:
+            return super().forward(x)
         weight = self.weight.to(x.dtype) if self.weight is not None else None
-        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+        eps = self.eps if self.eps is not None else torch.finfo(x.dtype).eps
+        return _RMSNormFunction.apply(x, weight, eps)
 
 
 class CausalSelfAttention(nn.Module):
@@ -84,11 +136,15 @@ class CausalSelfAttention(nn.Module):
             k = apply_rotary(k, *rotary)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, HEAD_DIM)
 
-        if self.window >= length:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            mask = window_mask(length, self.window, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        # Attention runs in float32 even under bf16 autocast: on CPUs the float32 kernel's backward
+        # is about twice as fast as the bf16 one, and these products are a small part of the FLOPs.
+        with torch.autocast(x.device.type, enabled=False):
+            q, k, v = q.float(), k.float(), v.float()
+            if self.window >= length:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                mask = window_mask(length, self.window, x.device)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
         y = y.transpose(1, 2).reshape(batch, length, self.heads * HEAD_DIM)  # (B, T, H * HEAD_DIM)
         return self.out_proj(y)
