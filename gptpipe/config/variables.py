@@ -92,6 +92,10 @@ VARIABLES: tuple[Variable, ...] = (
              unit="devices", minimum=1, example="DEVICE_COUNT = 4"),
     Variable("MAX_ITERS", int, 2000, "Iterations that train() runs to.", unit="iterations", minimum=0,
              example="MAX_ITERS = 5000"),
+    Variable("MAX_SECONDS", float, 0.0,
+             "Wall-clock budget for training, evaluations included: train() stops at MAX_ITERS or when the "
+             "budget is spent, whichever comes first, and the learning-rate tail decays over whichever is "
+             "nearer (0: no budget).", unit="seconds", minimum=0.0, example="MAX_SECONDS = 70"),
     Variable("EVAL_INTERVAL", int, 100, "Evaluate (and save, with SAVE_MODEL) every this many iterations.",
              unit="iterations", minimum=1, example="EVAL_INTERVAL = 200"),
     Variable("EVAL_ITERS", int, 20, "Batches in each evaluation, drawn once from train and from test data.",

@@ -86,7 +86,9 @@ def save_training_checkpoint(state: RunState, iteration: int) -> Path | None:
         "iteration": int(iteration),
         "optimizer": _optimizer_name(state),
         "schedule": {"iteration": int(iteration), "DROP_CONFIG": drop.encode(),
-                     "MAX_ITERS": int(state.values["MAX_ITERS"])},
+                     "MAX_ITERS": int(state.values["MAX_ITERS"]),
+                     "MAX_SECONDS": float(state.values.get("MAX_SECONDS", 0) or 0),
+                     "train_seconds": round(float(state.train_seconds), 3)},
         "values": dict(state.values),
         "config": OmegaConf.to_container(state.config, resolve=False),
     })
@@ -272,6 +274,7 @@ def load_checkpoint(state: RunState, iteration: int = NEWEST) -> None:
     # Trainer._setup_model_and_optimizer loads the optimizer state once the model is on its device.
     state.resume = {"optimizer": checkpoint.optimizer_state, "optimizer_name": saved_name}
     state.iteration = checkpoint.iteration
+    state.train_seconds = float((checkpoint.metadata.get("schedule") or {}).get("train_seconds", 0.0))
     if checkpoint.rng_state is not None:
         checkpoint.restore_rng()
     _warn_schedule_change(state, checkpoint)
@@ -282,7 +285,8 @@ def load_checkpoint(state: RunState, iteration: int = NEWEST) -> None:
 
 def _warn_schedule_change(state: RunState, checkpoint: Checkpoint) -> None:
     saved = checkpoint.metadata.get("schedule") or {}
-    now = {"DROP_CONFIG": state.drop_config().encode(), "MAX_ITERS": int(state.values["MAX_ITERS"])}
+    now = {"DROP_CONFIG": state.drop_config().encode(), "MAX_ITERS": int(state.values["MAX_ITERS"]),
+           "MAX_SECONDS": float(state.values.get("MAX_SECONDS", 0) or 0)}
     for name, value in now.items():
         if name in saved and saved[name] != value:
             log.warning("load_checkpoint(): %s was %s when %s was saved and is %s now; the learning-rate "

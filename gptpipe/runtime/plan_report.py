@@ -81,8 +81,17 @@ def _dims_lines(step, config: DictConfig, loaded_from: str | None) -> list[str]:
             f"DROP_CONFIG {drop.encode()}: keep {drop.keep_tokens:g} of tokens and {drop.keep_channels:g} of "
             f"channels, lr {drop.lr:g}, warm-up {drop.warmup} iterations, weight decay {drop.reg:g}, "
             + (f"decay to 0 over the last {values['MAX_ITERS'] / drop.tail:g} iterations" if drop.tail else "no decay")
+            + _budget_text(values, drop)
         )
     return lines
+
+
+def _budget_text(values: dict, drop) -> str:
+    budget = float(values.get("MAX_SECONDS", 0) or 0)
+    if budget <= 0:
+        return ""
+    decay = f", and the decay then covers its last {budget / drop.tail:g} s" if drop.tail else ""
+    return f"; MAX_SECONDS {budget:g}: training stops after {budget:g} s if MAX_ITERS is not reached first{decay}"
 
 
 def _millions(count: int) -> str:

@@ -65,6 +65,8 @@ class RunState:
     """The optimizer's name (optimizer= setting or the one a checkpoint was saved with)."""
     iteration: int = 0
     """Iterations trained so far; load_checkpoint() restores it."""
+    train_seconds: float = 0.0
+    """Wall-clock seconds spent in train() so far, counted against MAX_SECONDS; load_checkpoint() restores it."""
     resume: dict[str, Any] | None = None
     """Optimizer, schedule and random states restored by load_checkpoint(), consumed by train()."""
     fabric: Any = None

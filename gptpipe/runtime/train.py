@@ -45,7 +45,9 @@ def train(state: RunState) -> None:
 
     Every EVAL_INTERVAL iterations and at the end, it logs train and test loss on fixed evaluation
     batches and writes metrics.csv, loss.png and, with SAVE_MODEL, a checkpoint. At the end it also
-    writes summary.json. After load_checkpoint(N) it continues from iteration N.
+    writes summary.json. After load_checkpoint(N) it continues from iteration N. With MAX_SECONDS
+    it also stops when that many seconds of training have passed, and the learning-rate tail
+    follows the budget when the budget ends first.
     """
     Trainer(state).run()
 
@@ -71,6 +73,10 @@ class Trainer:
         self.train_config = state.train_config()
         self.drop = state.drop_config()
         self.max_iters = int(self.values["MAX_ITERS"])
+        self.max_seconds = float(self.values.get("MAX_SECONDS", 0) or 0)
+        self.elapsed = 0.0
+        """Seconds of training so far (all train() calls of the run), the same on every rank."""
+        self._clock_base = 0.0
         self.eval_interval = int(self.values["EVAL_INTERVAL"])
         self.fabric = get_fabric(state)
         self.rank = self.fabric.global_rank
@@ -134,9 +140,16 @@ class Trainer:
         if start >= self.max_iters:
             log.info("train(): already at iteration %d of MAX_ITERS %d; nothing to do", start, self.max_iters)
             return
+        if 0 < self.max_seconds <= state.train_seconds:
+            log.info("train(): %.1f s of training already spent, MAX_SECONDS is %g; nothing to do",
+                     state.train_seconds, self.max_seconds)
+            return
         writer = MetricsWriter(state.run_dir, self._loss_unit()) if state.is_rank_zero else None
         self._log_start(start)
         started = time.perf_counter()
+        self.elapsed = state.train_seconds
+        self._clock_base = started - state.train_seconds
+        stopped_by = "MAX_ITERS"
         train_seconds = 0.0
         tokens_since_eval = 0
         seconds_since_eval = 0.0
@@ -175,30 +188,57 @@ class Trainer:
                         progress.update(1)
                         progress.set_postfix(loss=f"{loss:.3f}",
                                              tok_s=f"{self.train_config.tokens_per_batch / step_seconds:,.0f}")
-                    if self._stop_agreed():
+                    if self._agree_on_stop_and_time():
                         status = f"interrupted at iteration {iteration}"
+                        break
+                    if 0 < self.max_seconds <= self.elapsed and iteration < self.max_iters:
+                        stopped_by = "MAX_SECONDS"
+                        if state.is_rank_zero:
+                            log.info("train(): MAX_SECONDS budget of %g s spent at iteration %d (MAX_ITERS %d)",
+                                     self.max_seconds, iteration, self.max_iters)
                         break
                 if status == "completed" or self.stop_requested:
                     last_eval = self._evaluate_and_record(iteration, started, writer, tokens_since_eval,
                                                           seconds_since_eval)
         finally:
+            state.train_seconds = self._clock()
             if progress is not None:
                 progress.close()
             if writer is not None:
-                self._write_summary(status, iteration - start, started, train_seconds, last_eval)
+                self._write_summary(status, stopped_by if status == "completed" else None, iteration - start, started,
+                                    train_seconds, last_eval)
                 writer.close()
         if self.stop_requested:
             raise KeyboardInterrupt
 
-    def _stop_agreed(self) -> bool:
-        """Return True when any rank was interrupted, so that all ranks stop at the same iteration."""
+    def _clock(self) -> float:
+        """This rank's seconds of training so far, earlier train() calls and resumed runs included."""
+        return time.perf_counter() - self._clock_base
+
+    def _agree_on_stop_and_time(self) -> bool:
+        """Return True when any rank was interrupted, and set `elapsed` to the largest clock of all ranks.
+
+        Both are agreed so that all ranks stop at the same iteration and use the same learning rate.
+        """
         stop = self.stop_requested
+        elapsed = self._clock()
         if self.world_size > 1:
-            flag = torch.tensor(float(stop), device=self.fabric.device)
-            stop = bool(self.fabric.all_reduce(flag, reduce_op="sum") > 0)
+            import torch.distributed as dist
+
+            agreed = torch.tensor([float(stop), elapsed], dtype=torch.float64, device=self.fabric.device)
+            agreed = self.fabric.all_reduce(agreed, reduce_op=dist.ReduceOp.MAX).cpu()
+            stop, elapsed = bool(agreed[0] > 0), float(agreed[1])
+        self.elapsed = elapsed
         if stop:
             self.stop_requested = True
         return stop
+
+    def _progress(self, iteration: int) -> float:
+        """Share of the run done: the larger of the iteration share and the spent share of MAX_SECONDS."""
+        done = iteration / self.max_iters if self.max_iters > 0 else 1.0
+        if self.max_seconds > 0:
+            done = max(done, self.elapsed / self.max_seconds)
+        return min(1.0, done)
 
     def _train_step(self, model, optimizer, iteration: int) -> float:
         from gptpipe.model import drop_tokens, sample_channel_mask
@@ -231,7 +271,7 @@ class Trainer:
     def _set_learning_rate(self, optimizer, iteration: int) -> float:
         from gptpipe.optim import learning_rate
 
-        rate = learning_rate(iteration, self.drop, self.max_iters)
+        rate = learning_rate(iteration, self.drop, self.max_iters, self._progress(iteration))
         for group in optimizer.param_groups:
             group["lr"] = rate * group.get("lr_scale", 1.0)
         return rate
@@ -279,6 +319,7 @@ class Trainer:
                     "test_loss": result.test_loss, "test_accuracy": result.test_accuracy,
                     "learning_rate": self._learning_rate_at(iteration), "tokens_per_s": round(tokens_per_s) if tokens_per_s else None,
                 })
+        self.state.train_seconds = self._clock()
         self._save_checkpoint(iteration)
         return result
 
@@ -296,7 +337,7 @@ class Trainer:
     def _learning_rate_at(self, iteration: int) -> float:
         from gptpipe.optim import learning_rate
 
-        return learning_rate(iteration, self.drop, self.max_iters)
+        return learning_rate(iteration, self.drop, self.max_iters, self._progress(iteration))
 
     # -- reporting -------------------------------------------------------------------------
 
@@ -326,6 +367,9 @@ class Trainer:
             start, self.max_iters, self.optimizer_name, self.fabric.strategy.precision.__class__.__name__,
             self.world_size, self.fabric.device, self.streams.description,
         )
+        if self.max_seconds > 0:
+            log.info("train(): MAX_SECONDS %g: stops when %g s of training have passed (%.1f s spent before) if "
+                     "MAX_ITERS is not reached first", self.max_seconds, self.max_seconds, self.state.train_seconds)
         if self.micro_batch < self.local_batch:
             steps = math.ceil(self.local_batch / self.micro_batch)
             log.info("train(): each batch of %d fragments per device is split into %d micro-batches of up to %d "
@@ -348,7 +392,8 @@ class Trainer:
 
         return tqdm(total=self.max_iters, initial=start, unit="it", dynamic_ncols=True, leave=False)
 
-    def _write_summary(self, status, iterations, started, train_seconds, last_eval: Evaluation | None) -> None:
+    def _write_summary(self, status, stopped_by, iterations, started, train_seconds,
+                       last_eval: Evaluation | None) -> None:
         from gptpipe.model import parameter_counts
         from gptpipe.runtime.metrics import write_json_atomic
 
@@ -357,8 +402,11 @@ class Trainer:
         tokens = iterations * self.train_config.tokens_per_batch
         summary = {
             "status": status,
+            "stopped_by": stopped_by,
             "iteration": self.state.iteration,
             "max_iters": self.max_iters,
+            "max_seconds": self.max_seconds or None,
+            "train_seconds_total": round(self.state.train_seconds, 3),
             "final_train_loss": last_eval.train_loss if last_eval else None,
             "final_test_loss": last_eval.test_loss if last_eval else None,
             "final_test_accuracy": last_eval.test_accuracy if last_eval else None,

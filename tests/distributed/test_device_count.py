@@ -93,3 +93,15 @@ def test_multirun_one_dir_per_job(tmp_path):
     assert (sweep / "sweep_summary.csv").read_text().count("\n") == 3
     assert (sweep / "sweep_summary.md").exists()
     assert (sweep / "sweep_test_loss.png").exists()
+
+
+def test_two_ranks_stop_together_on_time_budget(tmp_path):
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "MAX_ITERS=100000",
+                         "MAX_SECONDS=2", "EVAL_INTERVAL=100000", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped_by"] == "MAX_SECONDS"
+    assert 0 < summary["iteration"] < 100000
+    assert "MAX_SECONDS budget of 2 s spent at iteration" in (tmp_path / "run" / "gptpipe.log").read_text()
