@@ -60,7 +60,7 @@ def test_rotary_matches_rotate_half_definition():
     assert torch.allclose(rotated.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
 
 
-def test_attention_under_bf16_autocast_runs_float32_kernel():
+def test_attention_under_bf16_autocast_matches_float32():
     torch.manual_seed(0)
     attention = CausalSelfAttention(HEAD_DIM, 1, window=8)
     x = torch.randn(2, 8, HEAD_DIM)
@@ -70,6 +70,17 @@ def test_attention_under_bf16_autocast_runs_float32_kernel():
     full = attention(x, rotary)
     assert mixed.dtype == torch.bfloat16
     assert torch.allclose(mixed.float(), full, atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_attention_keeps_model_dtype(dtype):
+    """A model converted to bf16 (precision=bf16-true) or float64 computes and returns its own dtype."""
+    torch.manual_seed(0)
+    attention = CausalSelfAttention(HEAD_DIM, 1, window=4).to(dtype)
+    x = torch.randn(2, 8, HEAD_DIM, dtype=dtype, requires_grad=True)
+    out = attention(x, rotary_tables(8))
+    out.float().sum().backward()
+    assert out.dtype == dtype and x.grad.dtype == dtype
 
 
 def test_attention_window_masks_far_keys():
