@@ -16,8 +16,8 @@ FLOAT32_ATTENTION_MAX_LENGTH = 128
 """On CPUs, fragments up to this length run attention in float32 even under bf16.
 
 Measured with torch 2.13 on a 2-core Xeon with AMX, forward plus backward of
-scaled_dot_product_attention for one 128-channel head: at 64 and 128 tokens the float32 kernel
-took 0.5 to 0.7 times the bf16 kernel's time; at 256 and 512 tokens it took 1.5 to 1.7 times.
+scaled_dot_product_attention with 128-channel heads. At 64 and 128 tokens the float32 kernel
+took 0.5 to 0.7 times the bf16 kernel's time. At 256 and 512 tokens it took 1.5 to 1.7 times.
 """
 
 _window_masks: dict[tuple[int, int, torch.device], torch.Tensor] = {}
@@ -42,7 +42,7 @@ def rotary_tables(length: int, device: torch.device | str | None = None) -> tupl
     """Return the rotary tables (cos, signed_sin), each (length, HEAD_DIM), in float32.
 
     Channel pair (i, i + HEAD_DIM/2) at position t turns by the angle t * ROTARY_BASE**(-2i/HEAD_DIM).
-    `signed_sin` holds -sin in its first half and +sin in its second half, so that a rotation is
+    `signed_sin` contains -sin in its first half and +sin in its second half, so that a rotation is
     x * cos + roll(x, HEAD_DIM/2) * signed_sin (see `apply_rotary`).
     """
     half = HEAD_DIM // 2
@@ -68,7 +68,7 @@ class _RMSNormFunction(torch.autograd.Function):
     """RMS norm over the last dimension with a hand-written backward.
 
     Autograd would otherwise differentiate the decomposed norm (square, mean, rsqrt, two products)
-    and run about twice the kernels; on CPUs, with small tensors, the kernel count sets the cost.
+    and run about twice the kernels. On CPUs with small tensors, the kernel count sets the cost.
     The row statistics and the backward are computed in float32, or float64 for float64 inputs.
     """
 

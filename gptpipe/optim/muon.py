@@ -16,7 +16,7 @@ class BatchedMuon(torch.optim.Muon):
     per matrix. Here matrices that share a shape (after turning tall ones on their side, as Muon
     does) are stacked and iterated together with batched products, and the momentum and weight
     updates use foreach kernels. The update rule, the state (one "momentum_buffer" per matrix)
-    and the options are those of torch.optim.Muon; results match it up to the rounding of the
+    and the options are those of torch.optim.Muon. Results match it up to the rounding of the
     bf16 products.
     """
 

@@ -29,7 +29,9 @@ def test_rms_norm_matches_definition(dtype, tolerance, eps):
     expected = reference_rms_norm(x64, weight64, eps if eps is not None else torch.finfo(dtype).eps)
     expected_x, expected_weight = torch.autograd.grad((expected * upstream).sum(), (x64, weight64))
 
-    assert out.dtype == dtype and grad_x.dtype == dtype and grad_weight.dtype == torch.float32
+    assert out.dtype == dtype
+    assert grad_x.dtype == dtype
+    assert grad_weight.dtype == torch.float32
     scale = expected.abs().max()
     assert (out.double() - expected).abs().max() <= tolerance * scale
     assert (grad_x.double() - expected_x).abs().max() <= tolerance * expected_x.abs().max()
@@ -50,12 +52,13 @@ def test_rotary_matches_rotate_half_definition():
     x = torch.randn(2, 10, 3, HEAD_DIM)
     half = HEAD_DIM // 2
     sin = signed_sin[:, half:]
-    assert torch.allclose(signed_sin[:, :half], -sin) and torch.allclose(cos[:, :half], cos[:, half:])
+    assert torch.allclose(signed_sin[:, :half], -sin)
+    assert torch.allclose(cos[:, :half], cos[:, half:])
     first, second = x[..., :half], x[..., half:]
     angle_cos, angle_sin = cos[:, None, :half], sin[:, None, :]
     expected = torch.cat([first * angle_cos - second * angle_sin, second * angle_cos + first * angle_sin], dim=-1)
     assert torch.allclose(apply_rotary(x, cos, signed_sin), expected, atol=1e-6)
-    # A rotation keeps each channel pair's length.
+    # A rotation keeps the length of each head's vector.
     rotated = apply_rotary(x, cos, signed_sin)
     assert torch.allclose(rotated.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
 
@@ -80,7 +83,8 @@ def test_attention_keeps_model_dtype(dtype):
     x = torch.randn(2, 8, HEAD_DIM, dtype=dtype, requires_grad=True)
     out = attention(x, rotary_tables(8))
     out.float().sum().backward()
-    assert out.dtype == dtype and x.grad.dtype == dtype
+    assert out.dtype == dtype
+    assert x.grad.dtype == dtype
 
 
 def test_attention_window_masks_far_keys():
