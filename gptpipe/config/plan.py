@@ -89,7 +89,11 @@ def initial_values(config: DictConfig) -> dict[str, Any]:
         try:
             values[variable.name] = variable.coerce(raw)
         except ConfigError as error:
-            raise ConfigError(f"invalid value on the command line or in the config: {error.message}") from None
+            raise ConfigError(
+                f"invalid value on the command line or in the config: {error.message}",
+                hint=f"fix the value in {variable.name}=... on the command line"
+                + (f", e.g. {variable.example.replace(' = ', '=')}" if variable.example else ""),
+            ) from None
     return values
 
 

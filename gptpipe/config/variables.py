@@ -8,6 +8,7 @@ all generated from VARIABLES. To add a variable, add one `Variable(...)` here an
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,8 @@ class Variable:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{self.name} expects a number{self._unit_text()}, got {value!r}")
             result = float(value)
+            if not math.isfinite(result):
+                raise ConfigError(f"{self.name} expects a finite number{self._unit_text()}, got {value!r}")
         else:
             if not isinstance(value, str):
                 raise ConfigError(f"{self.name} expects a quoted string, got {value!r}")
@@ -94,8 +97,8 @@ VARIABLES: tuple[Variable, ...] = (
              example="MAX_ITERS = 5000"),
     Variable("MAX_SECONDS", float, 0.0,
              "Wall-clock budget for training, evaluations included: train() stops at MAX_ITERS or when the "
-             "budget is spent, whichever comes first, and the learning-rate tail decays over whichever is "
-             "nearer (0: no budget).", unit="seconds", minimum=0.0, example="MAX_SECONDS = 70"),
+             "budget is spent, whichever comes first, and the learning-rate tail follows whichever is further "
+             "along (0: no budget).", unit="seconds", minimum=0.0, example="MAX_SECONDS = 70"),
     Variable("EVAL_INTERVAL", int, 100, "Evaluate (and save, with SAVE_MODEL) every this many iterations.",
              unit="iterations", minimum=1, example="EVAL_INTERVAL = 200"),
     Variable("EVAL_ITERS", int, 20, "Batches in each evaluation, drawn once from train and from test data.",

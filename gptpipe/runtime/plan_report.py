@@ -80,7 +80,8 @@ def _dims_lines(step, config: DictConfig, loaded_from: str | None) -> list[str]:
         lines.append(
             f"DROP_CONFIG {drop.encode()}: keep {drop.keep_tokens:g} of tokens and {drop.keep_channels:g} of "
             f"channels, lr {drop.lr:g}, warm-up {drop.warmup} iterations, weight decay {drop.reg:g}, "
-            + (f"decay to 0 over the last {values['MAX_ITERS'] / drop.tail:g} iterations" if drop.tail else "no decay")
+            + (f"decay to 0 over the last {_count(values['MAX_ITERS'] / drop.tail)} iterations" if drop.tail
+               else "no decay")
             + _budget_text(values, drop)
         )
     return lines
@@ -90,8 +91,16 @@ def _budget_text(values: dict, drop) -> str:
     budget = float(values.get("MAX_SECONDS", 0) or 0)
     if budget <= 0:
         return ""
-    decay = f", and the decay then covers its last {budget / drop.tail:g} s" if drop.tail else ""
+    decay = ""
+    if drop.tail:
+        decay = ", and the decay then covers the whole budget" if drop.tail == 1 else \
+            f", and the decay then covers its last {budget / drop.tail:g} s"
     return f"; MAX_SECONDS {budget:g}: training stops after {budget:g} s if MAX_ITERS is not reached first{decay}"
+
+
+def _count(value: float) -> str:
+    """Format an iteration count: whole numbers with thousands separators, fractions with 4 digits."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.4g}"
 
 
 def _millions(count: int) -> str:

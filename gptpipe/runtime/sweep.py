@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("gptpipe")
 
-RESULT_COLUMNS = ("status", "final_train_loss", "final_test_loss", "tokens_per_s", "wall_time_s")
+RESULT_COLUMNS = ("status", "stopped_by", "iteration", "final_train_loss", "final_test_loss", "tokens_per_s",
+                  "wall_time_s")
 
 
 class SweepSummary(Callback):

@@ -139,10 +139,12 @@ class Trainer:
         start = state.iteration
         if start >= self.max_iters:
             log.info("train(): already at iteration %d of MAX_ITERS %d; nothing to do", start, self.max_iters)
+            self._write_empty_summary("MAX_ITERS")
             return
         if 0 < self.max_seconds <= state.train_seconds:
             log.info("train(): %.1f s of training already spent, MAX_SECONDS is %g; nothing to do",
                      state.train_seconds, self.max_seconds)
+            self._write_empty_summary("MAX_SECONDS")
             return
         writer = MetricsWriter(state.run_dir, self._loss_unit()) if state.is_rank_zero else None
         self._log_start(start)
@@ -391,6 +393,11 @@ class Trainer:
         from tqdm import tqdm
 
         return tqdm(total=self.max_iters, initial=start, unit="it", dynamic_ncols=True, leave=False)
+
+    def _write_empty_summary(self, stopped_by: str) -> None:
+        """Write summary.json for a train() with nothing left to do, unless an earlier train() wrote one."""
+        if self.state.is_rank_zero and not (self.state.run_dir / "summary.json").exists():
+            self._write_summary("completed", stopped_by, 0, time.perf_counter(), 0.0, None)
 
     def _write_summary(self, status, stopped_by, iterations, started, train_seconds,
                        last_eval: Evaluation | None) -> None:

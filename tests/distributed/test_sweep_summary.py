@@ -23,8 +23,8 @@ def make_job(sweep_dir, number: int, lr: str, summary: dict | None):
 
 
 def summary(test_loss: float) -> dict:
-    return {"status": "completed", "final_train_loss": 5.0, "final_test_loss": test_loss, "tokens_per_s": 100.0,
-            "wall_time_s": 1.5}
+    return {"status": "completed", "stopped_by": "MAX_ITERS", "iteration": 2, "final_train_loss": 5.0,
+            "final_test_loss": test_loss, "tokens_per_s": 100.0, "wall_time_s": 1.5}
 
 
 def test_sweep_summary_files(tmp_path):
@@ -48,9 +48,9 @@ def test_sweep_summary_markdown(tmp_path):
     make_job(tmp_path, 0, "0.01", summary(4.5))
     write_sweep_summary(tmp_path)
     lines = (tmp_path / "sweep_summary.md").read_text().splitlines()
-    assert lines[0] == ("| job | script | DROP_CONFIG | status | final_train_loss | final_test_loss | tokens_per_s "
-                        "| wall_time_s |")
-    assert lines[2].startswith("| 0 | s.txt | drop1ch1lr0.01 | completed | 5.0000 | 4.5000 |")
+    assert lines[0] == ("| job | script | DROP_CONFIG | status | stopped_by | iteration | final_train_loss "
+                        "| final_test_loss | tokens_per_s | wall_time_s |")
+    assert lines[2].startswith("| 0 | s.txt | drop1ch1lr0.01 | completed | MAX_ITERS | 2 | 5.0000 | 4.5000 |")
 
 
 def test_sweep_summary_failed_job(tmp_path):

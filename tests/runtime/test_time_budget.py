@@ -71,3 +71,21 @@ def test_checkpoint_keeps_spent_seconds(run, text_file):
     continued = run(longer)
     assert continued.iteration == first.iteration + 2
     assert continued.train_seconds > schedule["train_seconds"]
+
+
+def test_spent_budget_still_writes_summary(run, text_file):
+    first = run(train_script(text_file, 100_000, 100_000, BUDGET))
+    resume = (f"{BUDGET}CHECKPOINT_DIR = '{first.checkpoint_dir}'\nMAX_ITERS = 100000\n"
+              f"make_char_dataset('{text_file}')\nload_checkpoint()\ntrain()\n")
+    resumed = run(resume)
+    result = summary(resumed)
+    assert result["stopped_by"] == "MAX_SECONDS"
+    assert result["iteration"] == first.iteration
+    assert result["final_test_loss"] is None
+
+
+def test_second_train_keeps_first_summary(run, text_file):
+    state = run(train_script(text_file, 4, 2) + "train()\n")
+    result = summary(state)
+    assert result["iteration"] == 4
+    assert result["final_test_loss"] is not None
