@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=BUDGET_SECONDS, help="wall-clock budget in seconds")
     parser.add_argument("--quick", action="store_true", help="4 iterations per script; does not write docs")
     parser.add_argument("--no-docs", action="store_true", help="print only, even for a full run")
+    parser.add_argument("--section", help="docs/benchmarks.md section to write (default: 'convergence' and the "
+                        "script names), e.g. to keep a GPU run beside the CPU one")
     parser.add_argument("overrides", nargs="*", help="gptpipe settings for every script, e.g. precision=bf16-mixed")
     args = parser.parse_args(argv)
     # --scripts takes every following word, settings included, so move NAME=VALUE words back.
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report)  # a benchmark's report is its output
     if not args.quick and not args.no_docs:
         # One section per set of scripts, so scripts that need different settings keep separate records.
-        section = "convergence " + " ".join(Path(script).stem for script in args.scripts)
+        section = args.section or "convergence " + " ".join(Path(script).stem for script in args.scripts)
         page = write_section(section, "## Convergence within a wall-clock budget\n\n" + report)
         log.info("wrote the %s section of %s", section, page)
 

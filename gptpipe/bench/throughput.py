@@ -23,6 +23,7 @@ from gptpipe.bench.peak import peak_gflops
 from gptpipe.bench.report import command_line, machine_description, write_section
 from gptpipe.bench.runs import run_uncontended
 from gptpipe.config.dims import HEAD_DIM, ModelDims, TrainConfig
+from gptpipe.errors import GptpipeError
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -48,6 +49,20 @@ FULL_CONFIGURATIONS = (
     Configuration("e768h6d12relu4", "b8f256", 5),
 )
 QUICK_CONFIGURATIONS = (Configuration("e128h1d2relu1", "b4f32", 5),)
+
+
+def parse_configuration(text: str) -> Configuration:
+    """Parse MODEL_DIMS:TRAIN_CONFIG:K, e.g. e768h6d12relu4:b16f1024:20, for --configs."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[2].isdigit() or int(parts[2]) < 1:
+        raise argparse.ArgumentTypeError(f"invalid configuration {text!r}; expected MODEL_DIMS:TRAIN_CONFIG:K with "
+                                         "K a whole number >= 1, e.g. e768h6d12relu4:b16f1024:20")
+    try:
+        ModelDims.decode(parts[0])
+        TrainConfig.decode(parts[1])
+    except GptpipeError as error:
+        raise argparse.ArgumentTypeError(f"invalid configuration {text!r}: {error.message}") from None
+    return Configuration(parts[0], parts[1], int(parts[2]))
 
 
 def model_flops_per_token(dims: ModelDims, fragment_len: int, vocab_size: int) -> float:
@@ -76,6 +91,8 @@ class Row:
     ms_per_iteration: float
     mfu: float
     peak_rss_mib: float
+    peak_gpu_mib: float | None
+    """torch.cuda.max_memory_allocated of the run in MiB (from its summary.json), None on CPUs."""
     command: str
     other_cores: float
 
@@ -117,12 +134,16 @@ def measure(configuration: Configuration, precision: str, optimizer: str, peaks:
         ms_per_iteration=1000 * train.tokens_per_batch / tokens_per_s,
         mfu=flops / (peaks[precision] * 1e9),
         peak_rss_mib=result.peak_rss_mib,
+        peak_gpu_mib=result.summary.get("max_gpu_memory_allocated_mib"),
         command=f"gptpipe script=<{script.name}> " + " ".join(overrides),
         other_cores=result.other_cores,
     )
 
 
 def format_report(rows: list[Row], peaks: dict[str, float], optimizer: str, repeats: int) -> str:
+    on_gpu = any(row.peak_gpu_mib is not None for row in rows)
+    memory_text = ("Peak memory is torch.cuda.max_memory_allocated of the process." if on_gpu
+                   else "Peak memory is the process's maximum RSS.")
     lines = [
         f"Machine: {machine_description()}",
         "",
@@ -140,18 +161,20 @@ def format_report(rows: list[Row], peaks: dict[str, float], optimizer: str, repe
         f"`{optimizer}`, dropout and channel masks off, with a train script of MAX_ITERS = 2k, "
         "EVAL_INTERVAL = k, EVAL_ITERS = 1, SAVE_MODEL = 0. Tokens/s is the train loop's own figure for "
         "iterations k to 2k (the log line of the last evaluation), so start-up, warm-up iterations and "
-        f"evaluations are excluded; the median of {repeats} runs. Peak memory is the process's maximum RSS. "
+        f"evaluations are excluded; the median of {repeats} runs. {memory_text} "
         "Every run waited for an idle CPU and was repeated if other processes used more than 0.1 cores "
         "during it.",
         "",
-        "| MODEL_DIMS | TRAIN_CONFIG | precision | k | tokens/s | ms/iteration | MFU | peak RSS |",
+        "| MODEL_DIMS | TRAIN_CONFIG | precision | k | tokens/s | ms/iteration | MFU | "
+        + ("peak GPU memory |" if on_gpu else "peak RSS |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         c = row.configuration
         lines.append(
             f"| {c.model} | {c.batch} | {row.precision} | {c.measured_iterations} | {row.tokens_per_s:,.0f} | "
-            f"{row.ms_per_iteration:.1f} | {100 * row.mfu:.1f}% | {row.peak_rss_mib:,.0f} MiB |"
+            f"{row.ms_per_iteration:.1f} | {100 * row.mfu:.1f}% | "
+            f"{row.peak_gpu_mib if on_gpu else row.peak_rss_mib:,.0f} MiB |"
         )
     return "\n".join(lines)
 
@@ -164,12 +187,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the table shows medians")
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
     parser.add_argument("--models", nargs="+", help="only the configurations with these MODEL_DIMS")
+    parser.add_argument("--configs", nargs="+", metavar="MODEL_DIMS:TRAIN_CONFIG:K", type=parse_configuration,
+                        help="measure these configurations instead of the default table, e.g. "
+                        "e768h6d12relu4:b16f1024:20 (k: timed iterations)")
+    parser.add_argument("--section", default="throughput",
+                        help="docs/benchmarks.md section to write, so a GPU table does not replace the CPU one")
     parser.add_argument("--no-docs", action="store_true", help="print only, even for a full run")
     parser.add_argument("overrides", nargs="*", help="extra gptpipe settings for every run, e.g. compile=true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     configurations = QUICK_CONFIGURATIONS if args.quick else FULL_CONFIGURATIONS
+    if args.configs:
+        configurations = tuple(args.configs)
     if args.models:
         configurations = tuple(c for c in configurations if c.model in args.models)
     repeats = 1 if args.quick else args.repeats
@@ -187,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
                 runs.sort(key=lambda row: row.tokens_per_s)
                 median = runs[len(runs) // 2]
                 median.peak_rss_mib = statistics.median(row.peak_rss_mib for row in runs)
+                if median.peak_gpu_mib is not None:
+                    median.peak_gpu_mib = statistics.median(row.peak_gpu_mib or 0.0 for row in runs)
                 log.info("%s %s %s: %.0f tokens/s, %.1f ms/iteration, MFU %.1f%%, %.0f MiB", configuration.model,
                          configuration.batch, precision, median.tokens_per_s, median.ms_per_iteration,
                          100 * median.mfu, median.peak_rss_mib)
@@ -195,8 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     report = format_report(rows, peaks, args.optimizer, repeats)
     print(report)  # a benchmark's report is its output
     if not args.quick and not args.no_docs:
-        page = write_section("throughput", "## Training throughput\n\n" + report)
-        log.info("wrote the throughput section of %s", page)
+        title = "## Training throughput" + ("" if args.section == "throughput" else f" ({args.section})")
+        page = write_section(args.section, title + "\n\n" + report)
+        log.info("wrote the %s section of %s", args.section, page)
 
 
 if __name__ == "__main__":

@@ -394,6 +394,13 @@ class Trainer:
 
         return tqdm(total=self.max_iters, initial=start, unit="it", dynamic_ncols=True, leave=False)
 
+    def _gpu_memory_mib(self) -> float | None:
+        """Return this process's peak CUDA memory allocated by tensors, in MiB, or None off CUDA."""
+        device = self.fabric.device
+        if device.type != "cuda":
+            return None
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+
     def _write_empty_summary(self, stopped_by: str) -> None:
         """Write summary.json for a train() with nothing left to do, unless an earlier train() wrote one."""
         if self.state.is_rank_zero and not (self.state.run_dir / "summary.json").exists():
@@ -432,6 +439,7 @@ class Trainer:
             "optimizer": self.optimizer_name,
             "precision": self.state.precision,
             "devices": self.world_size,
+            "max_gpu_memory_allocated_mib": self._gpu_memory_mib(),
         }
         write_json_atomic(self.state.run_dir / "summary.json", summary)
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SHAKESPEARE = REPOSITORY / ".." / "shared" / "data" / "tinyshakespeare.txt"
@@ -43,6 +44,26 @@ def test_quick_convergence() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "### cfg/shakespeare_80s.txt" in result.stdout
     assert "| seconds since start | iteration | test loss (nats/char) |" in result.stdout
+
+
+def test_quick_gpu_run() -> None:
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"tiny shakespeare corpus not found at {SHAKESPEARE}")
+    before = BENCHMARKS_PAGE.read_text(encoding="utf-8") if BENCHMARKS_PAGE.exists() else None
+    result = run_quick("gpu", "--data", str(SHAKESPEARE))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| e128h1d2relu1 | b4f32 | bf16 |" in result.stdout
+    assert "### cfg/shakespeare_80s.txt" in result.stdout
+    after = BENCHMARKS_PAGE.read_text(encoding="utf-8") if BENCHMARKS_PAGE.exists() else None
+    assert after == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a CUDA device")
+def test_gpu_run_needs_cuda() -> None:
+    result = subprocess.run([sys.executable, "-m", "gptpipe.bench", "gpu"], cwd=REPOSITORY,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "needs a CUDA device" in result.stderr
 
 
 def test_convergence_missing_file(tmp_path: Path) -> None:
