@@ -50,7 +50,7 @@ def steps(quick: bool, data: str | None) -> list[tuple[str, list[str]]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gptpipe.bench gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny runs without compile; does not write docs")
-    parser.add_argument("--data", help="text file for the convergence run (default: the shared tinyshakespeare.txt)")
+    parser.add_argument("--data", help="text file for the convergence run (default: the convergence benchmark's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.quick and not torch.cuda.is_available():

@@ -76,7 +76,7 @@ class _RMSNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, eps):
         width = x.shape[-1]
         compute = torch.promote_types(x.dtype, torch.float32)
-        # One reduction over the channels; the rest works on one value per row.
+        # One reduction over the channels, so the rest works on one value per row.
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=compute)
         rstd = torch.rsqrt(norm.square_().div_(width).add_(eps))
         out = x * rstd.to(x.dtype)
@@ -94,7 +94,7 @@ class _RMSNormFunction(torch.autograd.Function):
         # With n = x * rstd and out = n * w, the input gradient is
         #   rstd * (g w - n * mean(g w n)) = s - x * rstd^2 * mean(s x),  where s = g * rstd * w.
         # This form never builds n, and each line below is one pass over the activations.
-        scaled = grad_out.to(compute) * rstd  # g * rstd
+        scaled = grad_out.to(compute) * rstd
         grad_weight = None
         if weight is not None:
             if ctx.needs_input_grad[1]:

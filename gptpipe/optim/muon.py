@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torch.optim import Optimizer
 
+from gptpipe.optim.closure import evaluate_closure
+
 
 class BatchedMuon(torch.optim.Muon):
     """torch.optim.Muon whose step orthogonalises all matrices of the same shape at once.
@@ -22,10 +24,7 @@ class BatchedMuon(torch.optim.Muon):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             params, grads, buffers = [], [], []
             self._init_group(group, params, grads, buffers)
@@ -132,10 +131,7 @@ class MuonWithAdamW(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         if self._muon is not None:
             self._muon.step()
         if self._adamw is not None:

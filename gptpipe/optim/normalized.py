@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torch.optim import Optimizer
 
+from gptpipe.optim.closure import evaluate_closure
+
 
 class NormalizedMomentum(Optimizer):
     """Momentum with one second-moment estimate per weight matrix, or per row where `row_wise` is set.
@@ -65,10 +67,7 @@ class NormalizedMomentum(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
 
         for group in self.param_groups:
             # Parameters skipped in some steps have fewer steps, so bucket by step count.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed
 
 from gptpipe.errors import ConfigError, TrainingStopped
 from gptpipe.runtime.registry import operation
@@ -225,10 +226,8 @@ class Trainer:
         stop = self.stop_requested
         elapsed = self._clock()
         if self.world_size > 1:
-            import torch.distributed as dist
-
             agreed = torch.tensor([float(stop), elapsed], dtype=torch.float64, device=self.fabric.device)
-            agreed = self.fabric.all_reduce(agreed, reduce_op=dist.ReduceOp.MAX).cpu()
+            agreed = self.fabric.all_reduce(agreed, reduce_op=torch.distributed.ReduceOp.MAX).cpu()
             stop, elapsed = bool(agreed[0] > 0), float(agreed[1])
         self.elapsed = elapsed
         if stop:

@@ -95,7 +95,7 @@ def test_multirun_one_dir_per_job(tmp_path):
     assert (sweep / "sweep_test_loss.png").exists()
 
 
-def test_two_ranks_stop_together_on_time_budget(tmp_path):
+def test_two_ranks_stop_on_budget(tmp_path):
     write_corpus(tmp_path / "corpus.txt")
     write_script(tmp_path)
     result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "MAX_ITERS=100000",

@@ -63,7 +63,7 @@ def test_rotary_matches_rotate_half_definition():
     assert torch.allclose(rotated.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
 
 
-def test_attention_under_bf16_autocast_matches_float32():
+def test_bf16_attention_matches_float32():
     torch.manual_seed(0)
     attention = CausalSelfAttention(HEAD_DIM, 1, window=8)
     x = torch.randn(2, 8, HEAD_DIM)

@@ -158,7 +158,7 @@ def test_batched_muon_matches_torch_muon(adjust_lr_fn, nesterov):
         reference_optimizer.step()
         batched_optimizer.step()
     for p, q in zip(reference, batched):
-        # Batched and one-at-a-time bf16 products may round differently: about 1e-5 after 4 steps of 0.02.
+        # Batched and one-at-a-time bf16 products may round differently: up to about 4e-5 after 4 steps.
         assert torch.allclose(p, q, rtol=0, atol=2e-4)
         reference_buffer = reference_optimizer.state[p]["momentum_buffer"]
         assert torch.equal(reference_buffer, batched_optimizer.state[q]["momentum_buffer"])
