@@ -18,6 +18,7 @@ import torch
 
 from gptpipe.bench.idle import wait_for_idle_cpu
 from gptpipe.bench.report import command_line, machine_description, write_section
+from gptpipe.hardware import cpu_supports_bf16
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -54,19 +55,40 @@ def matmul_gflops(size: int, dtype: torch.dtype, repeats: int, min_seconds: floa
     return statistics.median(rates)
 
 
-def measure_peaks(sizes: tuple[int, ...], repeats: int, min_seconds: float) -> dict[str, dict[int, float]]:
-    """Return {precision name: {size: median GFLOP/s}} for float32 and bf16."""
-    return {
-        name: {size: matmul_gflops(size, dtype, repeats, min_seconds) for size in sizes}
-        for name, dtype in DTYPES.items()
-    }
+MAX_PRODUCT_SECONDS = 2.0
+"""A size whose single product would take longer than this, judged from the previous size, is skipped.
+
+CPUs without native bf16 instructions multiply bf16 matrices on a slow path (below 1 GFLOP/s on a
+2-core AVX2 machine), where one 4096 x 4096 product would take minutes.
+"""
+
+
+def measure_peaks(sizes: tuple[int, ...], repeats: int, min_seconds: float) -> dict[str, dict[int, float | None]]:
+    """Return {precision name: {size: median GFLOP/s, or None where skipped}} for float32 and bf16."""
+    table: dict[str, dict[int, float | None]] = {}
+    for name, dtype in DTYPES.items():
+        table[name] = {}
+        rate = None
+        for size in sizes:
+            if rate is not None and 2 * size**3 / (rate * 1e9) > MAX_PRODUCT_SECONDS:
+                log.info("%s n = %d skipped: one product would take about %.0f s at %.1f GFLOP/s",
+                         name, size, 2 * size**3 / (rate * 1e9), rate)
+                table[name][size] = None
+                continue
+            rate = matmul_gflops(size, dtype, repeats, min_seconds)
+            table[name][size] = rate
+    return table
+
+
+def best(by_size: dict[int, float | None]) -> float:
+    return max(rate for rate in by_size.values() if rate is not None)
 
 
 def peak_gflops(quick: bool = False) -> dict[str, float]:
     """Return {"float32": GFLOP/s, "bf16": GFLOP/s}: the best median over the benchmark's matrix sizes."""
     sizes, repeats, min_seconds = (QUICK_SIZES, 3, 0.05) if quick else (FULL_SIZES, 5, 0.5)
     table = measure_peaks(sizes, repeats, min_seconds)
-    return {name: max(by_size.values()) for name, by_size in table.items()}
+    return {name: best(by_size) for name, by_size in table.items()}
 
 
 def format_report(table: dict[str, dict[int, float]], load: str, repeats: int) -> str:
@@ -85,8 +107,14 @@ def format_report(table: dict[str, dict[int, float]], load: str, repeats: int) -
         "|---|" + "---|" * (len(sizes) + 1),
     ]
     for name, by_size in table.items():
-        cells = " | ".join(f"{by_size[size]:.0f} GFLOP/s" for size in sizes)
-        lines.append(f"| {name} | {cells} | **{max(by_size.values()):.0f} GFLOP/s** |")
+        cells = " | ".join("skipped" if by_size[size] is None else f"{by_size[size]:.0f} GFLOP/s" for size in sizes)
+        lines.append(f"| {name} | {cells} | **{best(by_size):.0f} GFLOP/s** |")
+    if any(rate is None for by_size in table.values() for rate in by_size.values()):
+        lines += ["", f"Skipped: sizes where one product would take more than {MAX_PRODUCT_SECONDS:g} s at the "
+                  "rate of the previous size."]
+    if not cpu_supports_bf16() and not torch.cuda.is_available():
+        lines += ["", "This CPU has no native bf16 matrix instructions (AVX512-BF16 or AMX), so bf16 products "
+                  "run on a slow path; precision=auto trains in float32 here."]
     return "\n".join(lines)
 
 

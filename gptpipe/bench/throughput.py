@@ -18,12 +18,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from gptpipe.bench.idle import measure_uncontended
 from gptpipe.bench.peak import peak_gflops
 from gptpipe.bench.report import command_line, machine_description, write_section
 from gptpipe.bench.runs import run_uncontended
 from gptpipe.config.dims import HEAD_DIM, ModelDims, TrainConfig
 from gptpipe.errors import GptpipeError
+from gptpipe.hardware import cpu_supports_bf16
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -185,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one tiny configuration; does not write docs")
     parser.add_argument("--optimizer", default="adamw", help="gptpipe optimizer setting for every run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the table shows medians")
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS),
+                        help="default: both, or float32 only on a CPU without native bf16 instructions")
     parser.add_argument("--models", nargs="+", help="only the configurations with these MODEL_DIMS")
     parser.add_argument("--configs", nargs="+", metavar="MODEL_DIMS:TRAIN_CONFIG:K", type=parse_configuration,
                         help="measure these configurations instead of the default table, e.g. "
@@ -203,6 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.models:
         configurations = tuple(c for c in configurations if c.model in args.models)
     repeats = 1 if args.quick else args.repeats
+    if args.precisions is None:
+        args.precisions = list(PRECISIONS)
+        if not args.quick and not torch.cuda.is_available() and not cpu_supports_bf16():
+            args.precisions = ["float32"]
+            log.info("this CPU has no native bf16 matrix instructions: measuring float32 only "
+                     "(--precisions float32 bf16 measures both)")
     if args.quick:
         peaks = peak_gflops(quick=True)
     else:

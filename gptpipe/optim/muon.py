@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch.optim import Optimizer
 
+from gptpipe.hardware import fast_bf16_matmul
 from gptpipe.optim.closure import evaluate_closure
 
 
@@ -18,9 +19,17 @@ class BatchedMuon(torch.optim.Muon):
     per matrix. Here matrices that share a shape (after turning tall ones on their side, as Muon
     does) are stacked and iterated together with batched products, and the momentum and weight
     updates use foreach kernels. The update rule, the state (one "momentum_buffer" per matrix)
-    and the options are those of torch.optim.Muon. Results match it up to the rounding of the
-    bf16 products.
+    and the options are those of torch.optim.Muon.
+
+    torch.optim.Muon always iterates in bf16. Here `ns_dtype` chooses: None (the default) takes
+    bf16 on devices with fast bf16 products (GPUs, CPUs with AVX512-BF16 or AMX) and float32 on
+    other CPUs, where bf16 products run on a slow path. In bf16, results match torch.optim.Muon
+    up to the rounding of batched against single products.
     """
+
+    def __init__(self, params, *args, ns_dtype: torch.dtype | None = None, **kwargs):
+        super().__init__(params, *args, **kwargs)
+        self.ns_dtype = ns_dtype
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -32,8 +41,12 @@ class BatchedMuon(torch.optim.Muon):
                 self._step_group(group, params, grads, buffers)
         return loss
 
-    @staticmethod
-    def _step_group(group: dict, params: list, grads: list, buffers: list) -> None:
+    def _newton_schulz_dtype(self, device: torch.device) -> torch.dtype:
+        if self.ns_dtype is not None:
+            return self.ns_dtype
+        return torch.bfloat16 if fast_bf16_matmul(device) else torch.float32
+
+    def _step_group(self, group: dict, params: list, grads: list, buffers: list) -> None:
         lr = float(group["lr"])
         momentum = group["momentum"]
         torch._foreach_lerp_(buffers, grads, 1 - momentum)
@@ -48,21 +61,22 @@ class BatchedMuon(torch.optim.Muon):
         for (short, long), indexes in by_shape.items():
             # Wide orientation (short x long), as torch.optim.Muon transposes tall matrices.
             stacked = torch.stack([updates[i] if params[i].shape[0] == short else updates[i].mT for i in indexes])
-            orthogonal = _newton_schulz(stacked, group["ns_coefficients"], group["ns_steps"], group["eps"])
+            orthogonal = _newton_schulz(stacked, group["ns_coefficients"], group["ns_steps"], group["eps"],
+                                        self._newton_schulz_dtype(stacked.device))
             for position, i in enumerate(indexes):
                 update = orthogonal[position] if params[i].shape[0] == short else orthogonal[position].mT
                 params[i].add_(update, alpha=-_adjusted_lr(lr, group["adjust_lr_fn"], *params[i].shape))
 
 
 def _newton_schulz(stacked: torch.Tensor, coefficients: tuple[float, float, float], steps: int,
-                   eps: float) -> torch.Tensor:
-    """Return the approximate orthogonalisation of each (short x long) matrix of `stacked`, in bf16.
+                   eps: float, dtype: torch.dtype) -> torch.Tensor:
+    """Return the approximate orthogonalisation of each (short x long) matrix of `stacked`, in `dtype`.
 
     The same quintic iteration as torch.optim.Muon: each matrix is scaled to Frobenius norm at
     most 1, then X <- a X + (b A + c A A) X with A = X X^T, `steps` times.
     """
     a, b, c = coefficients
-    x = stacked.bfloat16()
+    x = stacked.to(dtype)
     x = x / x.norm(dim=(1, 2), keepdim=True).clamp(min=eps)
     for _ in range(steps):
         gram = torch.bmm(x, x.mT)

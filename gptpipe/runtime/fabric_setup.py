@@ -7,21 +7,12 @@ import logging
 import torch
 
 from gptpipe.errors import ConfigError
+from gptpipe.hardware import cpu_supports_bf16
 from gptpipe.runtime.state import RunState
 
 log = logging.getLogger("gptpipe")
 
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
-
-
-def cpu_supports_bf16() -> bool:
-    """Return True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(setting: str, accelerator: str) -> str:
@@ -84,6 +75,13 @@ def create_fabric(state: RunState, devices: int = 1, num_nodes: int = 1):
     precision = resolve_precision(str(state.config.get("precision", "auto")), accelerator)
     strategy = str(state.config.get("strategy", "auto"))
     state.precision = precision
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and precision.startswith("bf16") and not cpu_supports_bf16():
+        log.warning(
+            "precision=%s on a CPU without native bf16 matrix instructions (AVX512-BF16 or AMX): bf16 matrix "
+            "multiplies run many times slower than float32 here; precision=auto or 32-true trains in float32",
+            precision,
+        )
     fabric = Fabric(
         accelerator=accelerator,
         devices=devices,

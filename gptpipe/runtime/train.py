@@ -365,7 +365,8 @@ class Trainer:
         )
         log.info(
             "train(): iterations %d to %d, optimizer %s, precision %s, %d device(s) on %s, data: %s",
-            start, self.max_iters, self.optimizer_name, self.fabric.strategy.precision.__class__.__name__,
+            start, self.max_iters, self.optimizer_name,
+            self.state.precision or type(self.fabric.strategy.precision).__name__,
             self.world_size, self.fabric.device, self.streams.description,
         )
         if self.max_seconds > 0:

@@ -148,7 +148,7 @@ def test_batched_muon_matches_torch_muon(adjust_lr_fn, nesterov):
     batched = [torch.nn.Parameter(p.detach().clone()) for p in reference]
     options = dict(lr=0.02, weight_decay=0.1, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn)
     reference_optimizer = torch.optim.Muon(reference, **options)
-    batched_optimizer = BatchedMuon(batched, **options)
+    batched_optimizer = BatchedMuon(batched, ns_dtype=torch.bfloat16, **options)
     for step in range(4):
         for index, (p, q) in enumerate(zip(reference, batched)):
             # The last matrix gets no gradient on odd steps: both optimizers must skip it.
@@ -162,3 +162,36 @@ def test_batched_muon_matches_torch_muon(adjust_lr_fn, nesterov):
         assert torch.allclose(p, q, rtol=0, atol=2e-4)
         reference_buffer = reference_optimizer.state[p]["momentum_buffer"]
         assert torch.equal(reference_buffer, batched_optimizer.state[q]["momentum_buffer"])
+
+
+def _muon_steps(dtype: torch.dtype | None, steps: int = 3) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(shape, dtype=torch.float64)) for shape in [(48, 16), (16, 48), (16, 16)]]
+    optimizer = BatchedMuon(params, lr=0.02, ns_dtype=dtype)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, dtype=torch.float64)
+        optimizer.step()
+    return [p.detach().clone() for p in params]
+
+
+def test_batched_muon_float32_iteration_tracks_float64():
+    exact = _muon_steps(torch.float64)
+    single = _muon_steps(torch.float32)
+    half = _muon_steps(torch.bfloat16)
+    for p, q, r in zip(exact, single, half):
+        assert torch.allclose(p, q, rtol=0, atol=1e-6)
+        # bf16 products round visibly; float32 must be far closer to the float64 result.
+        assert (p - r).abs().max() > 100 * (p - q).abs().max()
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_batched_muon_picks_iteration_dtype_from_cpu(monkeypatch, native_bf16, expected):
+    import gptpipe.hardware
+
+    monkeypatch.setattr(gptpipe.hardware, "cpu_supports_bf16", lambda: native_bf16)
+    optimizer = BatchedMuon([torch.nn.Parameter(torch.randn(4, 8))], lr=0.02)
+    assert optimizer._newton_schulz_dtype(torch.device("cpu")) == expected
+    assert optimizer._newton_schulz_dtype(torch.device("cuda")) == torch.bfloat16
+    assert BatchedMuon([torch.nn.Parameter(torch.randn(4, 8))], lr=0.02,
+                       ns_dtype=torch.float64)._newton_schulz_dtype(torch.device("cpu")) == torch.float64
