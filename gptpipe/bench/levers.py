@@ -14,10 +14,13 @@ import logging
 import tempfile
 from pathlib import Path
 
+import torch
+
 from gptpipe.bench.idle import measure_uncontended
 from gptpipe.bench.peak import peak_gflops
 from gptpipe.bench.report import command_line, machine_description, write_section
 from gptpipe.bench.throughput import FULL_CONFIGURATIONS, QUICK_CONFIGURATIONS, measure
+from gptpipe.hardware import cpu_supports_bf16
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -35,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gptpipe.bench levers", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny model; does not write docs")
     parser.add_argument("--no-docs", action="store_true", help="print only, even for a full run")
+    parser.add_argument("--force-bf16", action="store_true",
+                        help="measure the bf16 levers even on a CPU without native bf16 instructions (slow)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -51,6 +56,12 @@ def main(argv: list[str] | None = None) -> None:
         baseline = run(0, "baseline", *BASELINE)
         # The quick run leaves out torch.compile, whose compile time alone is longer than a CI smoke test.
         levers = [(name, setting) for name, setting in LEVERS if not (args.quick and "compile=true" in setting[2])]
+        slow_bf16 = not torch.cuda.is_available() and not cpu_supports_bf16()
+        skip_bf16 = slow_bf16 and not args.quick and not args.force_bf16
+        if skip_bf16:
+            log.info("this CPU has no native bf16 matrix instructions: leaving out the bf16 levers "
+                     "(--force-bf16 measures them)")
+            levers = [(name, setting) for name, setting in levers if setting[0] != "bf16"]
         rows = [(name, run(number, name, *setting)) for number, (name, setting) in enumerate(levers, start=1)]
 
     lines = [
@@ -68,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, row in rows:
         change = row.tokens_per_s / baseline.tokens_per_s - 1
         lines.append(f"| {name} | {baseline.tokens_per_s:,.0f} | {row.tokens_per_s:,.0f} | {100 * change:+.0f}% |")
+    if skip_bf16:
+        lines += ["", "The bf16 levers are left out: this CPU has no native bf16 matrix instructions (AVX512-BF16 or "
+                  "AMX), so bf16 products run on a slow path. `--force-bf16` measures them."]
     report = "\n".join(lines)
     print(report)  # a benchmark's report is its output
     if not args.quick and not args.no_docs:

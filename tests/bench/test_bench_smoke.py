@@ -105,3 +105,24 @@ def test_quick_examples() -> None:
     for script in ("quickstart.txt", "shakespeare_char.txt", "grok_mod97.txt"):
         assert f"| `cfg/{script}` |" in result.stdout
     assert BENCHMARKS_PAGE.read_text(encoding="utf-8") == before
+
+
+def test_peak_skips_sizes_too_slow_to_time(monkeypatch) -> None:
+    from gptpipe.bench import peak
+
+    rates = {torch.float32: 100.0, torch.bfloat16: 0.2}
+    timed = []
+
+    def fake_gflops(size, dtype, repeats, min_seconds):
+        timed.append((size, dtype))
+        return rates[dtype]
+
+    monkeypatch.setattr(peak, "matmul_gflops", fake_gflops)
+    table = peak.measure_peaks((256, 1024, 4096), repeats=1, min_seconds=0.0)
+    # At 100 GFLOP/s a 4096 product takes 1.4 s, under the 10 s limit. At 0.2 GFLOP/s a 1024 one takes 10.7 s.
+    assert table["float32"] == {256: 100.0, 1024: 100.0, 4096: 100.0}
+    assert table["bf16"] == {256: 0.2, 1024: None, 4096: None}
+    assert (1024, torch.bfloat16) not in timed
+    report = peak.format_report(table, "not checked", 1)
+    assert "| bf16 | 0.2 GFLOP/s | skipped | skipped | **0.2 GFLOP/s** |" in report
+    assert "| float32 | 100 GFLOP/s | 100 GFLOP/s | 100 GFLOP/s | **100 GFLOP/s** |" in report
