@@ -148,3 +148,15 @@ def test_dry_run_leaves_no_output_folder(workdir):
     result = gptpipe(workdir, "script=run.txt", "dry_run=true", f"data_dir={workdir}")
     assert result.returncode == 0, result.stderr
     assert not (workdir / "outputs").exists()
+
+
+def test_warning_lines_are_labelled(workdir):
+    (workdir / "empty.txt").write_text("MAX_ITERS = 10\n")
+    result = gptpipe(workdir, "script=empty.txt")
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "has no operations" in line]
+    assert len(lines) == 1
+    assert "] warning: empty.txt has no operations" in lines[0]
+    assert "] warning:" not in output.replace(lines[0], "")
+    assert "] done" in output

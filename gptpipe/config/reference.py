@@ -63,6 +63,7 @@ hydra:
   job_logging:
     formatters:
       simple:
+        (): gptpipe.log_format.LevelFormatter
         format: '[%(asctime)s] %(message)s'
         datefmt: '%H:%M:%S'
 """

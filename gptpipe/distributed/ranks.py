@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from gptpipe.config.plan import Plan
 from gptpipe.errors import DistributedError, GptpipeError
+from gptpipe.log_format import LevelFormatter
 
 log = logging.getLogger("gptpipe")
 
@@ -107,7 +108,7 @@ def _configure_logging(setup: LogSetup, global_rank: int) -> None:
     stream = sys.stderr if setup.console == "stderr" else sys.stdout
     console = logging.StreamHandler(stream)
     if global_rank == 0:
-        formatter = logging.Formatter(setup.format, setup.datefmt)
+        formatter = LevelFormatter(setup.format, setup.datefmt)
         console.setFormatter(formatter)
         root.addHandler(console)
         if setup.log_file:
@@ -117,7 +118,7 @@ def _configure_logging(setup: LogSetup, global_rank: int) -> None:
         root.setLevel(logging.INFO)
     else:
         prefixed = setup.format.replace("%(message)s", f"rank {global_rank}: %(message)s")
-        console.setFormatter(logging.Formatter(prefixed, setup.datefmt))
+        console.setFormatter(LevelFormatter(prefixed, setup.datefmt))
         # The handler filters too: records of loggers with their own level skip the root's.
         console.setLevel(logging.WARNING)
         root.addHandler(console)

@@ -79,7 +79,7 @@ def create_fabric(state: RunState, devices: int = 1, num_nodes: int = 1):
     if on_cpu and precision.startswith("bf16") and not cpu_supports_bf16():
         log.warning(
             "precision=%s on a CPU without native bf16 matrix instructions (AVX512-BF16 or AMX): bf16 matrix "
-            "multiplies run many times slower than float32 here; precision=auto or 32-true trains in float32",
+            "multiplies run many times slower than float32 here; use precision=auto or 32-true to train in float32",
             precision,
         )
     fabric = Fabric(
