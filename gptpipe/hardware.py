@@ -1,4 +1,4 @@
-"""What the hardware does fast: which devices multiply bf16 matrices natively."""
+"""Hardware checks: which devices multiply bf16 matrices natively."""
 
 from __future__ import annotations
 
@@ -27,3 +27,8 @@ def fast_bf16_matmul(device: torch.device) -> bool:
     if device.type == "cpu":
         return cpu_supports_bf16()
     return True
+
+
+def default_device_has_fast_bf16() -> bool:
+    """Return True when the device a run picks by default (a GPU if present, else the CPU) has fast bf16 products."""
+    return fast_bf16_matmul(torch.device("cuda" if torch.cuda.is_available() else "cpu"))

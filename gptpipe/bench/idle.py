@@ -57,7 +57,8 @@ def wait_for_idle_cpu(max_wait_seconds: float = 3600.0) -> str:
         busy = busy_processes()
         if not busy:
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-            return f"no other busy process, 1-minute load average {load:.2f} (an average that includes work that ended just before)"
+            return (f"no other busy process, 1-minute load average {load:.2f} "
+                    "(an average that includes work that ended just before)")
         if time.monotonic() > deadline:
             raise TimeoutError(f"the CPU stayed busy for {max_wait_seconds:.0f} s: {busy}")
         log.info("waiting %.0f s for an idle CPU: %s", RETRY_SECONDS,

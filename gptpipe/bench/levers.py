@@ -14,13 +14,11 @@ import logging
 import tempfile
 from pathlib import Path
 
-import torch
-
 from gptpipe.bench.idle import measure_uncontended
 from gptpipe.bench.peak import peak_gflops
 from gptpipe.bench.report import command_line, machine_description, write_section
 from gptpipe.bench.throughput import FULL_CONFIGURATIONS, QUICK_CONFIGURATIONS, measure
-from gptpipe.hardware import cpu_supports_bf16
+from gptpipe.hardware import default_device_has_fast_bf16
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -56,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         baseline = run(0, "baseline", *BASELINE)
         # The quick run leaves out torch.compile, whose compile time alone is longer than a CI smoke test.
         levers = [(name, setting) for name, setting in LEVERS if not (args.quick and "compile=true" in setting[2])]
-        slow_bf16 = not torch.cuda.is_available() and not cpu_supports_bf16()
-        skip_bf16 = slow_bf16 and not args.quick and not args.force_bf16
+        skip_bf16 = not default_device_has_fast_bf16() and not args.quick and not args.force_bf16
         if skip_bf16:
             log.info("this CPU has no native bf16 matrix instructions: leaving out the bf16 levers "
                      "(--force-bf16 measures them)")

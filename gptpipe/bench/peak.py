@@ -18,7 +18,7 @@ import torch
 
 from gptpipe.bench.idle import wait_for_idle_cpu
 from gptpipe.bench.report import command_line, machine_description, write_section
-from gptpipe.hardware import cpu_supports_bf16
+from gptpipe.hardware import default_device_has_fast_bf16
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -117,7 +117,7 @@ def format_report(table: dict[str, dict[int, float]], load: str, repeats: int) -
     if any(rate is None for by_size in table.values() for rate in by_size.values()):
         lines += ["", f"Skipped: sizes where one product would take more than {MAX_PRODUCT_SECONDS:g} s at the "
                   "rate of the previous size."]
-    if not cpu_supports_bf16() and not torch.cuda.is_available():
+    if not default_device_has_fast_bf16():
         lines += ["", "This CPU has no native bf16 matrix instructions (AVX512-BF16 or AMX), so bf16 products "
                   "run on a slow path; precision=auto trains in float32 here."]
     return "\n".join(lines)

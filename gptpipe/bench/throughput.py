@@ -18,15 +18,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from gptpipe.bench.idle import measure_uncontended
 from gptpipe.bench.peak import peak_gflops
 from gptpipe.bench.report import command_line, machine_description, write_section
 from gptpipe.bench.runs import run_uncontended
 from gptpipe.config.dims import HEAD_DIM, ModelDims, TrainConfig
 from gptpipe.errors import GptpipeError
-from gptpipe.hardware import cpu_supports_bf16
+from gptpipe.hardware import default_device_has_fast_bf16
 
 log = logging.getLogger("gptpipe.bench")
 
@@ -209,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     repeats = 1 if args.quick else args.repeats
     if args.precisions is None:
         args.precisions = list(PRECISIONS)
-        if not args.quick and not torch.cuda.is_available() and not cpu_supports_bf16():
+        if not args.quick and not default_device_has_fast_bf16():
             args.precisions = ["float32"]
             log.info("this CPU has no native bf16 matrix instructions: measuring float32 only "
                      "(--precisions float32 bf16 measures both)")
