@@ -47,6 +47,7 @@ def test_dry_run_prints_plan(workdir):
     assert "step 3  run.txt:10:1  train()" in result.stdout
     assert "MODEL_DIMS e128h1d2w32relu1" in result.stdout
     assert "4 fragments x 32 tokens = 128 tokens per batch" in result.stdout
+    assert "DROP_CONFIG drop1ch1lr0.01slow5reg0tail0: no dropout, lr 0.01" in result.stdout
     assert "MAX_ITERS=12" in result.stdout
     assert run_dirs(workdir) == []
 

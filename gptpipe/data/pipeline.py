@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gptpipe.data.joined import JoinedTokens
+from gptpipe.data.sampler import find_doc_starts
 from gptpipe.data.tokenizer import ByteTokenizer, TokenIdTokenizer, Tokenizer, same_tokenizer
 from gptpipe.errors import DataError
 
@@ -36,9 +38,13 @@ FINGERPRINT_WINDOW = 16
 class TokenStreams:
     """The train and test tokens of a run and the vocabulary they use."""
 
-    train: np.ndarray
-    """1-D token ids (possibly a read-only np.memmap), or (N, L) rows for record datasets."""
-    test: np.ndarray
+    train: np.ndarray | JoinedTokens
+    """1-D token ids, or (N, L) rows for record datasets.
+
+    A read-only np.memmap when the only source is memory-mapped, and a `JoinedTokens` view when
+    memory-mapped sources are joined with others. Index it as an array; np.asarray copies it all.
+    """
+    test: np.ndarray | JoinedTokens
     vocab_size: int
     """Tokens the model embeds, special tokens included."""
     unknown_token: int
@@ -50,6 +56,9 @@ class TokenStreams:
     token_unit: str | None
     """"byte" or "char" when one token is one byte or one character of text (bits per byte or char)."""
     description: str
+    train_doc_starts: np.ndarray | None = None
+    """Positions in `train` where a document starts (int64, sorted), or None without documents."""
+    test_doc_starts: np.ndarray | None = None
 
     def special_token_ids(self) -> dict[str, int | None]:
         """Return the special token ids, which a checkpoint stores so a loaded model and its data can be compared."""
@@ -248,8 +257,8 @@ class DataPipeline:
         dtype = np.uint16 if vocabulary.vocab_size <= 1 << 16 else np.uint32
         has_documents = False
 
-        train_parts: list[np.ndarray] = []
-        test_parts: list[np.ndarray] = []
+        train_parts: list[_Part] = []
+        test_parts: list[_Part] = []
         explicit_test = any(s.role == "test" for s in self.sources)
         for source in self.sources:
             self._check_source(source, vocabulary, marker)
@@ -257,20 +266,24 @@ class DataPipeline:
                 has_documents = True
             tokens = source.tokens if source.marked else _insert_markers(source, marker, dtype)
             if source.role == "test":
-                test_parts.append(tokens)
+                test_parts.append(_Part(source, 0, len(tokens)))
             elif source.role == "train" and explicit_test:
-                train_parts.append(tokens)
+                train_parts.append(_Part(source, 0, len(tokens)))
             else:
                 split = _split_index(source, len(tokens), test_fraction)
-                train_parts.append(tokens[:split])
-                test_parts.append(tokens[split:])
+                train_parts.append(_Part(source, 0, split))
+                test_parts.append(_Part(source, split, len(tokens)))
 
-        train = _join(train_parts, dtype)
-        test = _join(test_parts, dtype)
+        train = _join([part.tokens() for part in train_parts], dtype)
+        test = _join([part.tokens() for part in test_parts], dtype)
         if len(train) == 0:
             raise DataError("the training set is empty: the data operations loaded no tokens")
         doc_start_token = self.doc_start_token if self.doc_start_token is not None else (
             marker if has_documents else None)
+        train_doc_starts = test_doc_starts = None
+        if doc_start_token is not None:
+            train_doc_starts = _joined_doc_starts(train_parts, doc_start_token)
+            test_doc_starts = _joined_doc_starts(test_parts, doc_start_token)
         tokenizer = self.tokenizer if self.tokenizer is not None else vocabulary
         # NOTE: the document markers are tokens too, so with many short documents bits per byte
         # computed per token is slightly off (one marker per document).
@@ -279,6 +292,7 @@ class DataPipeline:
         return TokenStreams(
             train=train, test=test, vocab_size=vocabulary.vocab_size, unknown_token=vocabulary.unknown_token,
             fragment_start_token=vocabulary.fragment_start_token, doc_start_token=doc_start_token,
+            train_doc_starts=train_doc_starts, test_doc_starts=test_doc_starts,
             tokenizer=tokenizer, token_unit=token_unit,
             description=f"{_count(len(train))} train and {_count(len(test))} test tokens from {names}; "
                         f"{tokenizer.name} tokenizer, {vocabulary.vocab_size} tokens in the vocabulary",
@@ -305,6 +319,35 @@ def _insert_markers(source: Source, marker: int, dtype: type) -> np.ndarray:
     return marked
 
 
+@dataclass
+class _Part:
+    """Tokens begin .. end of a source: its share of the train or the test stream."""
+
+    source: Source
+    begin: int
+    end: int
+
+    def tokens(self) -> np.ndarray:
+        return self.source.tokens[self.begin:self.end]
+
+    def doc_starts(self, doc_start_token: int) -> np.ndarray:
+        """Where documents start in this part: from the source's own list, else found by scanning for the token."""
+        starts = self.source.doc_starts
+        if starts is None:
+            return find_doc_starts(self.tokens(), doc_start_token)
+        low, high = np.searchsorted(starts, [self.begin, self.end])
+        return starts[low:high] - self.begin
+
+
+def _joined_doc_starts(parts: list[_Part], doc_start_token: int) -> np.ndarray:
+    """Return the document starts of the parts joined in order (as `_join` joins their tokens)."""
+    found, offset = [], 0
+    for part in parts:
+        found.append(part.doc_starts(doc_start_token) + offset)
+        offset += part.end - part.begin
+    return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+
 def _split_index(source: Source, length: int, test_fraction: float) -> int:
     """Return where the test part of a source starts (see the module docstring)."""
     target = int(round(length * (1.0 - test_fraction)))
@@ -317,14 +360,15 @@ def _split_index(source: Source, length: int, test_fraction: float) -> int:
     return int(starts[max(nearest, 1)])
 
 
-def _join(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+def _join(parts: list[np.ndarray], dtype: type) -> np.ndarray | JoinedTokens:
     parts = [p for p in parts if len(p)]
     if not parts:
         return np.zeros(0, dtype=dtype)
     if len(parts) == 1:
         return parts[0]
-    # NOTE: joining several sources copies them into memory; a memory-mapped corpus larger than
-    # RAM trains only as the single data source of a script.
+    if any(isinstance(part, np.memmap) for part in parts):
+        # Copying would load a memory-mapped corpus, which may be larger than RAM, into memory.
+        return JoinedTokens(parts, dtype)
     return np.concatenate([np.asarray(p, dtype=dtype) for p in parts])
 
 

@@ -26,7 +26,7 @@ class FragmentSampler:
     """
 
     def __init__(self, tokens: np.ndarray, fragment_len: int, seed: int, doc_start_token: int | None = None,
-                 *, split: str = "train"):
+                 *, split: str = "train", doc_starts: np.ndarray | None = None):
         if fragment_len < 1:
             raise DataError(f"fragment length must be at least 1 token, got {fragment_len}")
         self.tokens = tokens
@@ -44,7 +44,13 @@ class FragmentSampler:
                 f"but the {split} set has {len(tokens)}; lower f in TRAIN_CONFIG"
                 + (" or raise TEST_FRACTION" if split == "test" else " or load more data")
             )
-        self.doc_starts = find_doc_starts(tokens, doc_start_token) if doc_start_token is not None else None
+        if doc_start_token is None:
+            self.doc_starts = None
+        elif doc_starts is not None:
+            # Known positions (TokenStreams keeps them) spare a full read of a memory-mapped corpus.
+            self.doc_starts = np.asarray(doc_starts, dtype=np.int64)
+        else:
+            self.doc_starts = find_doc_starts(tokens, doc_start_token)
         self._window = np.arange(fragment_len + 1, dtype=np.int64)
 
     def batch(self, batch_size: int, iteration: int, rank: int = 0, world_size: int = 1
@@ -85,8 +91,6 @@ class FragmentSampler:
 
 def find_doc_starts(tokens: np.ndarray, doc_start_token: int) -> np.ndarray:
     """Return the positions of `doc_start_token` in `tokens` (int64), scanning in chunks."""
-    # TODO: an indexed docset already stores its document starts; passing them in would save this
-    # full read of a memory-mapped corpus when the sampler is created.
     found = []
     for offset in range(0, len(tokens), DOC_SCAN_CHUNK):
         chunk = np.asarray(tokens[offset:offset + DOC_SCAN_CHUNK])
@@ -96,7 +100,8 @@ def find_doc_starts(tokens: np.ndarray, doc_start_token: int) -> np.ndarray:
 
 def eval_batches(tokens: np.ndarray, count: int, batch_size: int, fragment_len: int, seed: int,
                  doc_start_token: int | None = None, rank: int = 0, world_size: int = 1,
-                 split: str = "test") -> list[tuple[torch.Tensor, torch.Tensor]]:
+                 split: str = "test", doc_starts: np.ndarray | None = None
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Draw `count` batches once, to be reused at every evaluation (iterations 0 .. count-1 of `seed`)."""
-    sampler = FragmentSampler(tokens, fragment_len, seed, doc_start_token, split=split)
+    sampler = FragmentSampler(tokens, fragment_len, seed, doc_start_token, split=split, doc_starts=doc_starts)
     return [sampler.batch(batch_size, index, rank, world_size) for index in range(count)]

@@ -98,7 +98,8 @@ def exact_test_loss(state: RunState, model: torch.nn.Module, batch_count: int) -
     streams = streams_for(state)
     train_config = state.train_config()
     seed = int(state.config.get("seed", 1337)) + EXACT_TEST_SEED_OFFSET
-    sampler = FragmentSampler(streams.test, train_config.fragment_len, seed, streams.doc_start_token, split="test")
+    sampler = FragmentSampler(streams.test, train_config.fragment_len, seed, streams.doc_start_token, split="test",
+                              doc_starts=streams.test_doc_starts)
     fabric = get_fabric(state)
 
     losses = np.zeros(batch_count, dtype=np.float64)

@@ -13,9 +13,4 @@ _OPERATION_MODULES = (
 )
 
 for _module in _OPERATION_MODULES:
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as error:
-        # TODO: remove once every module above exists; a missing module is skipped meanwhile.
-        if error.name != _module:
-            raise
+    importlib.import_module(_module)

@@ -78,13 +78,20 @@ def _dims_lines(step, config: DictConfig, loaded_from: str | None) -> list[str]:
             f"{train.tokens_per_batch} tokens per batch"
         )
         lines.append(
-            f"DROP_CONFIG {drop.encode()}: keep {drop.keep_tokens:g} of tokens and {drop.keep_channels:g} of "
-            f"channels, lr {drop.lr:g}, warm-up {drop.warmup} iterations, weight decay {drop.reg:g}, "
+            f"DROP_CONFIG {drop.encode()}: {_dropout_text(drop)}, "
+            f"lr {drop.lr:g}, warm-up {drop.warmup} iterations, weight decay {drop.reg:g}, "
             + (f"decay to 0 over the last {_count(values['MAX_ITERS'] / drop.tail)} iterations" if drop.tail
                else "no decay")
             + _budget_text(values, drop)
         )
     return lines
+
+
+def _dropout_text(drop) -> str:
+    if drop.keep_tokens == 1 and drop.keep_channels == 1:
+        return "no dropout"
+    return (f"keep {drop.keep_tokens * 100:.3g}% of input tokens and {drop.keep_channels * 100:.3g}% of "
+            "state channels")
 
 
 def _budget_text(values: dict, drop) -> str:

@@ -85,12 +85,16 @@ class Trainer:
         self.local_batch = self.train_config.batch // self.world_size
         self.streams = streams_for(state)
         fragment_len = self.train_config.fragment_len
-        self.sampler = FragmentSampler(self.streams.train, fragment_len, self.seed, self.streams.doc_start_token)
+        streams = self.streams
+        self.sampler = FragmentSampler(streams.train, fragment_len, self.seed, streams.doc_start_token,
+                                       doc_starts=streams.train_doc_starts)
         eval_count = int(self.values["EVAL_ITERS"])
-        self.eval_train = eval_batches(self.streams.train, eval_count, self.train_config.batch, fragment_len,
-                                       self.seed + 1, doc_start_token=self.streams.doc_start_token, split="train")
-        self.eval_test = eval_batches(self.streams.test, eval_count, self.train_config.batch, fragment_len,
-                                      self.seed + 2, doc_start_token=self.streams.doc_start_token)
+        self.eval_train = eval_batches(streams.train, eval_count, self.train_config.batch, fragment_len,
+                                       self.seed + 1, doc_start_token=streams.doc_start_token, split="train",
+                                       doc_starts=streams.train_doc_starts)
+        self.eval_test = eval_batches(streams.test, eval_count, self.train_config.batch, fragment_len,
+                                      self.seed + 2, doc_start_token=streams.doc_start_token,
+                                      doc_starts=streams.test_doc_starts)
         self.micro_batch = self._micro_batch_rows()
         self.stop_requested = False
 

@@ -123,3 +123,19 @@ def test_batch_vectorised_speed():
     tokens_per_second = 20 * 64 * 1024 / (time.perf_counter() - start)
     # A loose floor (the benchmark target is 20 M tokens/s), so a per-token Python loop fails.
     assert tokens_per_second > 5e6
+
+
+def test_known_doc_starts_give_the_scanned_batches():
+    tokens = np.arange(5_000, dtype=np.uint16) % 500
+    scanned = FragmentSampler(tokens, 40, seed=3, doc_start_token=0)
+    known = FragmentSampler(tokens, 40, seed=3, doc_start_token=0, doc_starts=np.arange(0, 5_000, 500))
+    for iteration in range(5):
+        assert torch.equal(scanned.batch(16, iteration)[0], known.batch(16, iteration)[0])
+
+
+def test_known_doc_starts_are_not_rescanned():
+    # Token 0 also occurs at 300, inside a document; only the listed starts count.
+    tokens = np.ones(1_000, dtype=np.uint16)
+    tokens[[0, 300, 500]] = 0
+    sampler = FragmentSampler(tokens, 10, seed=3, doc_start_token=0, doc_starts=np.array([0, 500]))
+    assert sampler.doc_starts.tolist() == [0, 500]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -10,6 +11,7 @@ from data_helpers import make_state, run_op, write_llmc
 
 from gptpipe.data import streams_for
 from gptpipe.data.files import write_docset
+from gptpipe.data.joined import JoinedTokens
 
 
 def text_file(tmp_path, name, text):
@@ -188,3 +190,58 @@ def test_char_dataset_split_fraction(tmp_path, shakespeare, fraction):
     run_op(state, "make_char_dataset", str(shakespeare))
     streams = streams_for(state)
     assert abs(len(streams.test) / (len(streams.train) + len(streams.test)) - fraction) < 1e-5
+
+
+def marker_positions(tokens, marker):
+    return np.flatnonzero(np.asarray(tokens) == marker).tolist()
+
+
+def test_stream_doc_starts_match_markers_across_sources(state, tmp_path):
+    # A text file, a folder of documents and a docset, split by TEST_FRACTION and joined.
+    run_op(state, "make_byte_tokenizer")
+    run_op(state, "load_text", str(text_file(tmp_path, "a.txt", "first text " * 40)))
+    run_op(state, "load_folder", str(folder_with_binary(tmp_path)))
+    pack = tmp_path / "pack.bin"
+    write_docset(pack, ["alpha " * 30, "beta " * 30, "gamma " * 30])
+    run_op(state, "load_docset", str(pack))
+    streams = streams_for(state)
+    marker = streams.doc_start_token
+    assert marker is not None
+    assert streams.train_doc_starts.tolist() == marker_positions(streams.train, marker)
+    assert streams.test_doc_starts.tolist() == marker_positions(streams.test, marker)
+    assert len(streams.train_doc_starts) >= 4 and len(streams.test_doc_starts) >= 1
+
+
+def test_stream_doc_starts_scan_token_files(state, tmp_path):
+    tokens = np.arange(2000, dtype="<u2") % 300
+    path = tmp_path / "train.bin"
+    path.write_bytes(tokens.tobytes())
+    run_op(state, "set_vocab_size", 50257, 2)
+    run_op(state, "set_doc_start_token", 7)
+    run_op(state, "load_tokenized_train", str(path))
+    streams = streams_for(state)
+    assert streams.train_doc_starts.tolist() == marker_positions(streams.train, 7)
+    assert streams.test_doc_starts.tolist() == marker_positions(streams.test, 7)
+
+
+def test_stream_without_documents_has_no_doc_starts(state, tmp_path):
+    path = tmp_path / "train.bin"
+    path.write_bytes(np.arange(2000, dtype="<u2").tobytes())
+    run_op(state, "set_vocab_size", 50257, 2)
+    run_op(state, "load_tokenized_train", str(path))
+    streams = streams_for(state)
+    assert streams.train_doc_starts is None and streams.test_doc_starts is None
+
+
+def test_memory_mapped_sources_joined_without_copy(state, tmp_path):
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(np.arange(0, 2000, dtype="<u2").tobytes())
+    second.write_bytes(np.arange(2000, 3000, dtype="<u2").tobytes())
+    run_op(state, "set_vocab_size", 50257, 2)
+    run_op(state, "load_tokenized_train", str(first))
+    run_op(state, "load_tokenized_train", str(second))
+    streams = streams_for(state)
+    assert isinstance(streams.train, JoinedTokens)
+    assert np.asarray(streams.train).tolist() == list(range(0, 1900)) + list(range(2000, 2950))
+    copied = dataclasses.replace(streams, train=np.asarray(streams.train), test=np.asarray(streams.test))
+    assert streams.fingerprint() == copied.fingerprint()
