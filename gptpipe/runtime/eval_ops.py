@@ -91,7 +91,11 @@ class ExactTestResult:
 
 
 def exact_test_loss(state: RunState, model: torch.nn.Module, batch_count: int) -> ExactTestResult:
-    """Evaluate `model` on `batch_count` freshly sampled test batches of TRAIN_CONFIG's shape."""
+    """Evaluate `model` on `batch_count` freshly sampled test batches of TRAIN_CONFIG's shape.
+
+    With several ranks, rank r evaluates batches r, r + ranks, r + 2 * ranks and so on, and the
+    ranks then share their per-batch losses, so every rank returns the result of all batches.
+    """
     from gptpipe.data import FragmentSampler, streams_for
     from gptpipe.runtime.fabric_setup import get_fabric
 
@@ -103,9 +107,10 @@ def exact_test_loss(state: RunState, model: torch.nn.Module, batch_count: int) -
     fabric = get_fabric(state)
 
     losses = np.zeros(batch_count, dtype=np.float64)
-    progress = _progress_bar(batch_count, "exact test")
+    own_batches = range(fabric.global_rank, batch_count, fabric.world_size)
+    progress = _progress_bar(len(own_batches), "exact test") if fabric.global_rank == 0 else None
     with _evaluation_mode(model, fabric) as device:
-        for index in range(batch_count):
+        for index in own_batches:
             x, y = sampler.batch(train_config.batch, index)
             with fabric.autocast():
                 result = model.evaluate(x.to(device), y.to(device))
@@ -114,6 +119,10 @@ def exact_test_loss(state: RunState, model: torch.nn.Module, batch_count: int) -
                 progress.update(1)
     if progress is not None:
         progress.close()
+    if fabric.world_size > 1:
+        # Each batch was evaluated by one rank and is 0 on the others, so the sum gathers them.
+        shared = fabric.all_reduce(torch.from_numpy(losses).to(fabric.device), reduce_op="sum")
+        losses = shared.cpu().numpy()
 
     error = float(losses.std(ddof=1) / math.sqrt(batch_count)) if batch_count > 1 else float("nan")
     return ExactTestResult(float(losses.mean()), error, batch_count)
@@ -158,14 +167,13 @@ def compute_exact_test(state: RunState, iteration: int = CURRENT_MODEL, average_
     TRAIN_CONFIG's shape and are drawn with a seed that training's batches do not use. It logs the
     mean test loss with its standard error over batches (and bits per byte or character where
     one token is one of them) and writes exact_test.json to the run directory. The run's model
-    is not replaced.
+    is not replaced. With DEVICE_COUNT > 1 the ranks share the batches out among themselves.
     """
     from gptpipe.data import streams_for
     from gptpipe.runtime.metrics import write_json_atomic
 
     model, source = evaluated_model(state, iteration, average_over)
     batch_count = int(state.values.get("EXACT_TEST_BATCHES", 1000))
-    # NOTE: every rank evaluates all batches; ranks do not split them.
     result = exact_test_loss(state, model, batch_count)
     if not state.is_rank_zero:
         return

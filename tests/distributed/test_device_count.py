@@ -11,6 +11,8 @@ from distributed_helpers import evaluation_rows, run_gptpipe, write_corpus, writ
 
 # float32 on CPU: the all-reduced gradients of two ranks differ from one rank's sum only by rounding.
 LOSS_TOLERANCE = 1e-4
+TRAIN_THEN_EXACT_TEST = "train()\ncompute_exact_test()"
+EXACT_TEST_BATCHES = "EXACT_TEST_BATCHES=5"
 
 
 @pytest.fixture(scope="module")
@@ -18,25 +20,42 @@ def single_process_run(tmp_path_factory):
     """The reference: the tiny script on one process (b6, 4 iterations)."""
     folder = tmp_path_factory.mktemp("single")
     write_corpus(folder / "corpus.txt")
-    write_script(folder)
-    result = run_gptpipe(folder, "script=script.txt", "precision=32-true", "hydra.run.dir=run")
+    write_script(folder, TRAIN_THEN_EXACT_TEST)
+    result = run_gptpipe(folder, "script=script.txt", "precision=32-true", EXACT_TEST_BATCHES, "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr
     return folder / "run"
 
 
-def test_two_ranks_match_one(tmp_path, single_process_run):
-    write_corpus(tmp_path / "corpus.txt")
-    write_script(tmp_path)
-    result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "hydra.run.dir=run")
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory):
+    """The same script on two CPU rank processes (DEVICE_COUNT=2)."""
+    folder = tmp_path_factory.mktemp("two_ranks")
+    write_corpus(folder / "corpus.txt")
+    write_script(folder, TRAIN_THEN_EXACT_TEST)
+    result = run_gptpipe(folder, "script=script.txt", "precision=32-true", EXACT_TEST_BATCHES, "DEVICE_COUNT=2",
+                         "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    return folder / "run"
+
+
+def test_two_ranks_match_one(two_rank_run, single_process_run):
+    summary = json.loads((two_rank_run / "summary.json").read_text())
     assert summary["devices"] == 2
     expected = evaluation_rows(single_process_run)
-    actual = evaluation_rows(tmp_path / "run")
+    actual = evaluation_rows(two_rank_run)
     assert [row["iteration"] for row in actual] == [row["iteration"] for row in expected]
     for mine, reference in zip(actual, expected):
         assert float(mine["train_loss"]) == pytest.approx(float(reference["train_loss"]), abs=LOSS_TOLERANCE)
         assert float(mine["test_loss"]) == pytest.approx(float(reference["test_loss"]), abs=LOSS_TOLERANCE)
+
+
+def test_two_ranks_share_exact_test(two_rank_run, single_process_run):
+    # The ranks split 5 batches 3 + 2 and sum them, so the result is that of one process.
+    expected = json.loads((single_process_run / "exact_test.json").read_text())
+    actual = json.loads((two_rank_run / "exact_test.json").read_text())
+    assert actual["batches"] == 5
+    assert actual["test_loss"] == pytest.approx(expected["test_loss"], abs=LOSS_TOLERANCE)
+    assert actual["standard_error"] == pytest.approx(expected["standard_error"], rel=0.01)
 
 
 def test_two_ranks_log_once(tmp_path):
