@@ -164,10 +164,10 @@ def _report_error(error: GptpipeError) -> None:
 
 
 def _register_resolvers() -> None:
-    from gptpipe.config.reference import help_text
+    from gptpipe.config.reference import packaged_help_text
 
     if not OmegaConf.has_resolver("gptpipe_help"):
-        OmegaConf.register_new_resolver("gptpipe_help", help_text)
+        OmegaConf.register_new_resolver("gptpipe_help", packaged_help_text)
 
 
 def _check_subtree_field(key: str) -> None:

@@ -1,5 +1,5 @@
-"""Regenerate the files that follow from the declarations: conf/config.yaml and the
-generated sections of docs/script-reference.md.
+"""Regenerate the files that follow from the declarations: conf/config.yaml, conf/help.txt
+(the `gptpipe --help` text) and the generated sections of docs/script-reference.md.
 
     python -m gptpipe.config.generate          # rewrite them
     python -m gptpipe.config.generate --check  # exit 1 if they are out of date
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gptpipe.config.reference import config_yaml
+from gptpipe.config.reference import HELP_FILE, config_yaml, help_text
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CONFIG_FILE = PACKAGE_DIR / "conf" / "config.yaml"
@@ -22,7 +22,7 @@ def generated_files() -> dict[Path, str]:
     """Return each generated file's path and expected content."""
     from gptpipe.config.reference_doc import render_reference
 
-    files = {CONFIG_FILE: config_yaml()}
+    files = {CONFIG_FILE: config_yaml(), HELP_FILE: help_text()}
     if REFERENCE_FILE.exists():
         files[REFERENCE_FILE] = render_reference(REFERENCE_FILE.read_text(encoding="utf-8"))
     return files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import yaml
 
@@ -69,6 +70,19 @@ hydra:
 """
 
 
+HELP_FILE = Path(__file__).resolve().parents[1] / "conf" / "help.txt"
+"""File with the `gptpipe --help` text, written by `python -m gptpipe.config.generate`."""
+
+
+def packaged_help_text() -> str:
+    """Return the stored `gptpipe --help` text.
+
+    Building it with `help_text` imports every operation module and with them PyTorch, which
+    took 3 to 4 s on a 2-core CPU, so `--help` reads the copy that generate writes.
+    """
+    return HELP_FILE.read_text(encoding="utf-8")
+
+
 def help_text() -> str:
     """Return the `gptpipe --help` text: usage, variables, settings, operations and flags."""
     from gptpipe.runtime.registry import load_operations
@@ -101,10 +115,8 @@ def help_text() -> str:
     for spec in sorted(operations.values(), key=lambda s: s.name):
         out.append(f"  {spec.signature}")
         out.extend(_wrap(spec.summary, 6))
-    extra = _flag_and_optimizer_help()
-    if extra:
-        out.append("")
-        out.extend(extra)
+    out.append("")
+    out.extend(_flag_and_optimizer_help())
     out.append("")
     out.append("Full reference: docs/script-reference.md. Hydra's own options: gptpipe --hydra-help.")
     # Hydra fills the help template with string.Template, so a literal '$' must be written '$$'.
@@ -112,27 +124,18 @@ def help_text() -> str:
 
 
 def _flag_and_optimizer_help() -> list[str]:
-    lines: list[str] = []
-    try:
-        from gptpipe.model.flags import MODEL_FLAGS
-    except ImportError:
-        MODEL_FLAGS = {}
-    if MODEL_FLAGS:
-        lines.append("Model flags (arguments of create_model):")
-        for name, description in MODEL_FLAGS.items():
-            lines.append(f"  {name}")
-            lines.extend(_wrap(description, 6))
-    try:
-        from gptpipe.optim import OPTIMIZERS
-    except ImportError:
-        OPTIMIZERS = {}
-    if OPTIMIZERS:
-        if lines:
-            lines.append("")
-        lines.append("Optimizers (optimizer=NAME):")
-        for name, description in OPTIMIZERS.items():
-            lines.append(f"  {name}")
-            lines.extend(_wrap(description, 6))
+    from gptpipe.model.flags import MODEL_FLAGS
+    from gptpipe.optim import OPTIMIZERS
+
+    lines = ["Model flags (arguments of create_model):"]
+    for name, description in MODEL_FLAGS.items():
+        lines.append(f"  {name}")
+        lines.extend(_wrap(description, 6))
+    lines.append("")
+    lines.append("Optimizers (optimizer=NAME):")
+    for name, description in OPTIMIZERS.items():
+        lines.append(f"  {name}")
+        lines.extend(_wrap(description, 6))
     return lines
 
 
