@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import sys
 import time
 import traceback
@@ -192,7 +193,10 @@ def run_ranks(job: RankJob, abort_reason: Callable[[], str | None] = lambda: Non
     try:
         aborted = _wait_for_ranks(processes, abort_reason)
     except KeyboardInterrupt:
-        # Ctrl-C reached the ranks too; give them the time to stop after their current step.
+        # A terminal's Ctrl-C reaches the ranks too, but a scheduler or `kill -INT` often signals
+        # this process only. The ranks ignore the copy when the first one arrived just before.
+        _forward_interrupt(processes)
+        # Give the ranks the time to stop after their current step.
         _stop(processes, patience=FAILURE_GRACE_S * 2)
         raise
     finally:
@@ -219,6 +223,16 @@ def _wait_for_ranks(processes, abort_reason: Callable[[], str | None]) -> str | 
             _stop(running, patience=0.0)
             return None
         wait([process.sentinel for process in running], timeout=0.5)
+
+
+def _forward_interrupt(processes) -> None:
+    """Send SIGINT to every rank process that is still running."""
+    for process in processes:
+        if process.exitcode is None and process.pid is not None:
+            try:
+                os.kill(process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
 
 def _stop(processes, patience: float) -> None:

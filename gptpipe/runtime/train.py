@@ -21,6 +21,8 @@ from gptpipe.runtime.state import PlanContext, RunState
 log = logging.getLogger("gptpipe")
 
 LN2 = math.log(2.0)
+DUPLICATE_INTERRUPT_S = 1.0
+"""A second Ctrl-C this soon after the first counts as the same one (a copy forwarded to a rank process)."""
 
 
 def check_train(context: PlanContext) -> None:
@@ -55,6 +57,7 @@ def train(state: RunState) -> None:
 
 @dataclass
 class Evaluation:
+    iteration: int
     train_loss: float
     test_loss: float
     test_accuracy: float | None
@@ -153,6 +156,8 @@ class Trainer:
             return
         writer = MetricsWriter(state.run_dir, self._loss_unit()) if state.is_rank_zero else None
         self._log_start(start)
+        self._warn_about_later_checkpoints(start)
+        self._warn_about_long_warmup()
         started = time.perf_counter()
         self.elapsed = state.train_seconds
         self._clock_base = started - state.train_seconds
@@ -207,6 +212,15 @@ class Trainer:
                 if status == "completed" or self.stop_requested:
                     last_eval = self._evaluate_and_record(iteration, started, writer, tokens_since_eval,
                                                           seconds_since_eval)
+        except KeyboardInterrupt:
+            # A second Ctrl-C stops at once, in the middle of a step or an evaluation.
+            if status == "completed":
+                status = f"interrupted at iteration {iteration}"
+            raise
+        except BaseException as error:
+            if status == "completed":
+                status = f"failed at iteration {iteration}: {type(error).__name__}"
+            raise
         finally:
             state.train_seconds = self._clock()
             if progress is not None:
@@ -216,6 +230,7 @@ class Trainer:
                                     train_seconds, last_eval)
                 writer.close()
         if self.stop_requested:
+            self._log_resume_hint(iteration)
             raise KeyboardInterrupt
 
     def _clock(self) -> float:
@@ -295,7 +310,7 @@ class Trainer:
         accuracy = None
         if test_sums[2] >= 0:
             accuracy = test_sums[2] / test_sums[1]
-        return Evaluation(train_sums[0] / train_sums[1], test_sums[0] / test_sums[1], accuracy)
+        return Evaluation(self.state.iteration, train_sums[0] / train_sums[1], test_sums[0] / test_sums[1], accuracy)
 
     def _loss_sums(self, batches) -> tuple[float, float, float]:
         module = self._plain_model()
@@ -334,6 +349,37 @@ class Trainer:
         from gptpipe.runtime.checkpoint_ops import save_training_checkpoint
 
         save_training_checkpoint(self.state, iteration)
+
+    def _warn_about_long_warmup(self) -> None:
+        """Warn when MAX_ITERS ends training before the warm-up reaches the peak learning rate."""
+        warmup = self.drop.warmup
+        if not self.state.is_rank_zero or self.max_seconds > 0 or warmup <= self.max_iters:
+            return
+        log.warning("the warm-up (slow%d in DROP_CONFIG) is longer than MAX_ITERS %d, so the learning rate "
+                    "never reaches lr %g; shorten it, e.g. slow%d", warmup, self.max_iters, self.drop.lr,
+                    max(1, self.max_iters // 10))
+
+    def _warn_about_later_checkpoints(self, start: int) -> None:
+        """Warn when CHECKPOINT_DIR has checkpoints past `start`, which this run would overwrite."""
+        if not self.state.is_rank_zero or not self.values.get("SAVE_MODEL"):
+            return
+        from gptpipe.runtime.checkpoint import list_checkpoints
+
+        later = [iteration for iteration, _ in list_checkpoints(self.state.checkpoint_dir) if iteration > start]
+        if later:
+            shown = ", ".join(str(iteration) for iteration in later[:5]) + (", ..." if len(later) > 5 else "")
+            log.warning("CHECKPOINT_DIR %s already has checkpoints past iteration %d (%s), from another run or "
+                        "an earlier part of this one; this run overwrites the ones it reaches. Point "
+                        "CHECKPOINT_DIR at an empty folder to keep them", self.state.checkpoint_dir, start, shown)
+
+    def _log_resume_hint(self, iteration: int) -> None:
+        """Tell the user how to continue a run stopped by Ctrl-C from the checkpoint it just saved."""
+        if not self.state.is_rank_zero or not self.values.get("SAVE_MODEL") or iteration == 0:
+            return
+        folder = self.state.checkpoint_dir
+        log.info("stopped at iteration %d with a checkpoint in %s. To resume, run the same script with "
+                 "CHECKPOINT_DIR = '%s' and load_checkpoint() before train(); it continues to MAX_ITERS "
+                 "as if never stopped", iteration, folder, folder)
 
     def _plain_model(self) -> torch.nn.Module:
         """Return the GPT itself, without Fabric's wrapper."""
@@ -425,6 +471,7 @@ class Trainer:
             "max_iters": self.max_iters,
             "max_seconds": self.max_seconds or None,
             "train_seconds_total": round(self.state.train_seconds, 3),
+            "final_eval_iteration": last_eval.iteration if last_eval else None,
             "final_train_loss": last_eval.train_loss if last_eval else None,
             "final_test_loss": last_eval.test_loss if last_eval else None,
             "final_test_accuracy": last_eval.test_accuracy if last_eval else None,
@@ -456,10 +503,16 @@ class Trainer:
             yield
             return
 
+        first_interrupt: list[float] = []
+
         def request_stop(signum, frame):
             if self.stop_requested:
+                # The launching process forwards Ctrl-C to rank processes that may have had it already.
+                if time.monotonic() - first_interrupt[0] < DUPLICATE_INTERRUPT_S:
+                    return
                 raise KeyboardInterrupt
             self.stop_requested = True
+            first_interrupt.append(time.monotonic())
             log.info("interrupt received: stopping after the current step (press Ctrl-C again to stop at once)")
 
         previous = signal.signal(signal.SIGINT, request_stop)

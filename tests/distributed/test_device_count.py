@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 
-from distributed_helpers import evaluation_rows, run_gptpipe, write_corpus, write_script
+from distributed_helpers import (COMMAND_TIMEOUT_S, GPTPIPE, evaluation_rows, run_gptpipe, write_corpus,
+                                 write_script)
 
 # float32 on CPU: the all-reduced gradients of two ranks differ from one rank's sum only by rounding.
 LOSS_TOLERANCE = 1e-4
@@ -124,3 +128,25 @@ def test_two_ranks_stop_on_budget(tmp_path):
     assert summary["stopped_by"] == "MAX_SECONDS"
     assert 0 < summary["iteration"] < 100000
     assert "MAX_SECONDS budget of 2 s spent at iteration" in (tmp_path / "run" / "gptpipe.log").read_text()
+
+
+def test_interrupt_of_main_process_reaches_ranks(tmp_path):
+    # `kill -INT` of the gptpipe process alone, as schedulers send it: the ranks still stop after a step.
+    write_corpus(tmp_path / "corpus.txt")
+    write_script(tmp_path)
+    command = [str(GPTPIPE), "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "MAX_ITERS=100000",
+               "EVAL_INTERVAL=20", "SAVE_MODEL=true", "hydra.run.dir=run"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + COMMAND_TIMEOUT_S
+        while not (tmp_path / "run" / "metrics.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"].startswith("interrupted at iteration")
+    assert (tmp_path / "run" / "checkpoints" / f"iter_{summary['iteration']}.safetensors").exists()
