@@ -85,7 +85,7 @@ def hydra_main(config: DictConfig) -> None:
     try:
         run(config)
     except GptpipeError as error:
-        _report_error(error)
+        report_error(error)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         log.info("interrupted")
@@ -94,8 +94,6 @@ def hydra_main(config: DictConfig) -> None:
 
 def run(config: DictConfig) -> None:
     """Run one job: worker agent, or parse, plan and (unless dry_run) execute a script."""
-    from gptpipe.config.plan import build_plan
-    from gptpipe.dsl import parse_file
     from gptpipe.runtime.plan_report import format_plan, log_overrides
     from gptpipe.runtime.runner import execute_plan
 
@@ -113,12 +111,7 @@ def run(config: DictConfig) -> None:
             hint="run gptpipe script=PATH, e.g. gptpipe script=cfg/quickstart.txt; gptpipe --help lists the options",
         )
 
-    scripts = []
-    if config.get("data_script"):
-        scripts.append(parse_file(config.data_script))
-    scripts.append(parse_file(config.script))
-    overridden = _override_keys(hydra_config.overrides.task)
-    plan = build_plan(scripts, config, overridden)
+    scripts, plan = plan_job(config, hydra_config.overrides.task)
 
     if not plan.steps:
         log.warning("%s has no operations, so there is nothing to run; add create_model() and train()",
@@ -135,6 +128,77 @@ def run(config: DictConfig) -> None:
     if not maybe_launch(plan, config, run_dir):
         execute_plan(plan, config, run_dir)
     log.info("done")
+
+
+def plan_job(config: DictConfig, task_overrides) -> tuple[list, object]:
+    """Parse the job's scripts and build its checked plan; return (scripts, plan)."""
+    from gptpipe.config.plan import build_plan
+    from gptpipe.dsl import parse_file
+
+    scripts = []
+    if config.get("data_script"):
+        scripts.append(parse_file(config.data_script))
+    scripts.append(parse_file(config.script))
+    return scripts, build_plan(scripts, config, _override_keys(task_overrides))
+
+
+def check_sweep_jobs(config: DictConfig) -> int:
+    """Plan every job of a --multirun sweep from its master `config`; return the number of jobs.
+
+    Raises the first job's GptpipeError, naming the job and its swept values, so a bad value in
+    any combination stops the sweep before its first job trains.
+    """
+    import itertools
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    task = [str(item) for item in config.hydra.overrides.task]
+    choices = []
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(task):
+        key = override.get_key_element()
+        if override.is_discrete_sweep():
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        elif override.is_sweep_override():
+            return 0  # An interval sweep: Hydra's basic sweeper reports that it cannot run it.
+        else:
+            choices.append([f"{key}={override.get_value_element_as_str()}"])
+    jobs = [list(job) for job in itertools.product(*choices)]
+    checkpoint_dirs: dict[str, int] = {}
+    for number, job in enumerate(jobs):
+        job_config = loader.load_sweep_config(config, job)
+        if not job_config.get("script") or job_config.get("worker_port") is not None:
+            continue
+        swept = " ".join(item for item, options in zip(job, choices) if len(options) > 1)
+        try:
+            _, plan = plan_job(job_config, job)
+        except GptpipeError as error:
+            raise type(error)(
+                f"sweep job {number} of {len(jobs)} ({swept}): {error.message}; no job was started",
+                location=error.location, hint=error.hint,
+            ) from None
+        folder = _shared_checkpoint_dir(plan)
+        if folder is not None and folder in checkpoint_dirs:
+            raise GptpipeError(
+                f"sweep jobs {checkpoint_dirs[folder]} and {number} ({swept}) both save checkpoints to "
+                f"CHECKPOINT_DIR {folder}, so the later job would overwrite the earlier one's; no job was started",
+                hint="leave CHECKPOINT_DIR unset (each job saves into its own folder's checkpoints/), sweep "
+                "it too, or set SAVE_MODEL=false",
+            )
+        if folder is not None:
+            checkpoint_dirs[folder] = number
+    return len(jobs)
+
+
+def _shared_checkpoint_dir(plan) -> str | None:
+    """Return the CHECKPOINT_DIR a plan's train() steps save into, or None when they save into the run folder."""
+    from pathlib import Path
+
+    for step in plan.steps:
+        if step.op.name == "train" and step.values.get("SAVE_MODEL") and step.values.get("CHECKPOINT_DIR"):
+            return str(Path(str(step.values["CHECKPOINT_DIR"])).resolve())
+    return None
 
 
 def _override_keys(overrides) -> set[str]:
@@ -154,13 +218,12 @@ def _save_inputs(run_dir: Path, scripts, plan_text: str) -> None:
     (run_dir / "plan.txt").write_text(plan_text + "\n", encoding="utf-8")
 
 
-def _report_error(error: GptpipeError) -> None:
-    message = f"gptpipe: error: {error}"
-    # The run log gets the error too; the console gets it once, on stderr.
+def report_error(error: GptpipeError) -> None:
+    # The run log gets the error too, where its formatter adds "error: ". The console gets it once, on stderr.
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
-            handler.emit(logging.LogRecord("gptpipe", logging.ERROR, __file__, 0, message, None, None))
-    print(message, file=sys.stderr)
+            handler.emit(logging.LogRecord("gptpipe", logging.ERROR, __file__, 0, str(error), None, None))
+    print(f"gptpipe: error: {error}", file=sys.stderr)
 
 
 def _register_resolvers() -> None:
@@ -180,7 +243,8 @@ def _check_subtree_field(key: str) -> None:
     fields = list(CODECS[variable]().as_dict())
     if field not in fields:
         raise GptpipeError(
-            f"unknown setting {key}" + suggest(field, fields).replace("known names are", "valid fields are"),
+            f"unknown setting {key}" + suggest(key, [f"{root}.{name}" for name in fields])
+            .replace("known names are", "valid fields are"),
             hint=f"{root}.FIELD sets one field of {variable}; valid fields: " + ", ".join(fields),
         )
 

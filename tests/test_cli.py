@@ -82,13 +82,16 @@ def test_help_lists_variables_and_operations(workdir):
 
 
 def test_run_with_override(workdir):
-    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "MAX_ITERS=6", "precision=32-true")
+    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "MAX_ITERS=6", "precision=32-true",
+                     "drop.lr=0.02")
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(workdir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iteration"] == 6
+    assert summary["DROP_CONFIG"] == "drop1ch1lr0.02slow5reg0tail0"
     log = (run_dir / "gptpipe.log").read_text()
     assert log.count("command line sets MAX_ITERS=6") == 1
+    assert log.count("command line sets drop.lr=0.02") == 1
     for name in ("metrics.csv", "loss.png", "script.txt", "plan.txt", ".hydra/config.yaml"):
         assert (run_dir / name).exists(), name
 
@@ -101,6 +104,24 @@ def test_multirun_two_jobs(workdir):
     assert [d.name for d in dirs] == ["0", "1"]
     drops = [json.loads((d / "summary.json").read_text())["DROP_CONFIG"] for d in dirs]
     assert drops == ["drop1ch1lr0.01slow2reg0tail0", "drop1ch1lr0.02slow2reg0tail0"]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_multirun_checks_every_job_first(workdir, dry_run):
+    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "precision=32-true", "MAX_ITERS=4",
+                     f"dry_run={str(dry_run).lower()}", "--multirun", "model.depth=2,3")
+    assert result.returncode == 2, result.stderr
+    assert "sweep job 1 of 2 (model.depth=3): invalid MODEL_DIMS" in result.stderr
+    assert "no job was started" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((workdir / "outputs").rglob("plan.txt"))
+
+
+def test_multirun_rejects_shared_checkpoint_dir(workdir):
+    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "SAVE_MODEL=true", "CHECKPOINT_DIR=shared",
+                     "dry_run=true", "--multirun", "DROP_CONFIG=lr0.01slow2,lr0.02slow2")
+    assert result.returncode == 2, result.stderr
+    assert "sweep jobs 0 and 1 (DROP_CONFIG=lr0.02slow2) both save checkpoints to CHECKPOINT_DIR" in result.stderr
 
 
 EXAMPLE_SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "cfg").glob("*.txt"))
@@ -118,7 +139,7 @@ def test_example_script_dry_run(workdir, script):
     [
         ("model.depth=abc", "MODEL_DIMS field depth (depth in blocks, even) needs a whole number, got 'abc'"),
         ("model.heads=1.5", "needs a whole number, got 1.5 (with model.heads=1.5 from the command line)"),
-        ("model.dept=8", "unknown setting model.dept; did you mean depth?"),
+        ("model.dept=8", "unknown setting model.dept; did you mean model.depth?"),
         ("precision=fp8", "invalid precision=fp8"),
         ("optimizer=sgd", "unknown optimizer=sgd"),
         ("accelerator=warp", "invalid accelerator=warp"),

@@ -7,6 +7,7 @@ assignment of its variable. Each step records the variable values it will see.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,10 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                 variable = _variable_for(statement)
                 if variable.name in overridden_names:
                     overridden_assignments.setdefault(variable.name, []).append(statement.location)
+                    # The command line wins, but a wrong value in the script is still an error. Strings
+                    # with ${...} are not resolved, so the names they use need no value.
+                    if not (statement.value.kind == "string" and "${" in str(statement.value.value)):
+                        _assigned_value(variable, statement.value, config, values)
                     continue
                 if variable.name == "MODEL_DIMS" and model_location is not None:
                     raise ScriptError(
@@ -152,7 +157,9 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                     hint="call create_model(...), load_model('file') or load_checkpoint(N) first",
                 )
             step_values = dict(values)
-            _check_dims(step_values, config, statement.location)
+            # A step before the script sets a compact string still sees the default, so command-line
+            # fields (model.depth=...) are checked where the script has set the string, and at the end.
+            _check_dims(step_values, config, statement.location, explicit)
             if spec.check is not None:
                 context = PlanContext(
                     values=step_values,
@@ -172,6 +179,8 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                 model_location = statement.location
             if spec.data_op:
                 data_ops.append(spec.name)
+    if steps:
+        _check_dims(steps[-1].values, config, steps[-1].location)
 
     plan = Plan(
         scripts=scripts,
@@ -344,13 +353,26 @@ def resolve_interpolations(node: Value, config: DictConfig, values: dict[str, An
         offset = text.find("${")
         where = Location(node.location.file, node.location.line, node.location.col + 1 + offset,
                          node.location.source_line)
-        key = _missing_key(first_line) or "name"
+        key = _missing_key(first_line)
         raise ScriptError(
             f"interpolation in {node.text} does not resolve: {first_line}",
             location=where,
-            hint=f"set it on the command line, e.g. {key}=/path/to/file, or fix the name inside ${{...}}",
+            hint=_interpolation_hint(key, context),
         ) from None
     return str(resolved)
+
+
+def _interpolation_hint(key: str | None, context: DictConfig) -> str:
+    """Say how to give the missing `${key}` a value: a known setting on the command line, or `+key=`."""
+    if key is None:
+        return "fix the name inside ${...}, or set it on the command line as +name=value"
+    known = [name for name in context.keys() if isinstance(name, str) and name != "hydra"]
+    if key in known:
+        return f"set it on the command line, e.g. {key}=/path/to/file"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean ${{{close[0]}}}? A new name needs a + on the command line: +{key}=/path/to/file"
+    return f"a name that is not a setting needs a + on the command line: +{key}=/path/to/file"
 
 
 def _missing_key(message: str) -> str | None:
@@ -363,11 +385,19 @@ def _missing_key(message: str) -> str | None:
     return match.group(1) or match.group(2)
 
 
-def _check_dims(values: dict[str, Any], config: DictConfig, location: Location) -> None:
+def _check_dims(values: dict[str, Any], config: DictConfig, location: Location,
+                names: Iterable[str] = tuple(CODECS)) -> None:
+    """Check the compact strings among `names` as a step sees them, with their command-line fields applied."""
     for name in CODECS:
+        if name not in names:
+            continue
         try:
             decode_dims(name, values, config)
         except ConfigError as error:
+            if config.get(SUBTREES[name]):
+                # The string passed its own check when assigned, so a command-line field broke it.
+                raise ConfigError(error.message, hint=f"change the {SUBTREES[name]}.* value on the command line") \
+                    from None
             raise ScriptError(error.message, location=location) from None
 
 

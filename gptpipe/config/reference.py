@@ -125,7 +125,7 @@ def help_text() -> str:
 
 def _flag_and_optimizer_help() -> list[str]:
     from gptpipe.model.flags import MODEL_FLAGS
-    from gptpipe.optim import OPTIMIZERS
+    from gptpipe.optim import DEFAULT_OPTIMIZER, OPTIMIZERS
 
     lines = ["Model flags (arguments of create_model):"]
     for name, description in MODEL_FLAGS.items():
@@ -134,7 +134,7 @@ def _flag_and_optimizer_help() -> list[str]:
     lines.append("")
     lines.append("Optimizers (optimizer=NAME):")
     for name, description in OPTIMIZERS.items():
-        lines.append(f"  {name}")
+        lines.append(f"  {name} (optimizer=default)" if name == DEFAULT_OPTIMIZER else f"  {name}")
         lines.extend(_wrap(description, 6))
     return lines
 

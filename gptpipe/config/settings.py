@@ -31,8 +31,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seed", 1337, "Seed of model initialisation, batch sampling and dropout.", "int"),
     Setting("optimizer", "default", "Optimizer: default, or a name that --help lists under optimizers.", "str"),
     Setting("precision", "auto", "Fabric precision: auto (bf16-mixed on GPUs with bf16 and on CPUs with AVX512-BF16 or "
-            "AMX, 16-mixed on older GPUs, else 32-true), 32-true, bf16-mixed, 16-mixed, bf16-true. On other CPUs "
-            "bf16 runs many times slower than 32-true.", "str"),
+            "AMX, 16-mixed on older GPUs, else 32-true), 32-true, bf16-mixed, 16-mixed, bf16-true, 16-true, 64-true. "
+            "On other CPUs bf16 runs many times slower than 32-true.", "str"),
     Setting("accelerator", "auto", "Fabric accelerator: auto, cpu, cuda, mps.", "str"),
     Setting("strategy", "auto", "Fabric strategy with DEVICE_COUNT > 1: auto (DDP) or fsdp for models that do not "
             "fit on one device.", "str"),

@@ -186,6 +186,7 @@ def load_model(state: RunState, path: InputFile) -> None:
     state.optimizer = None
     state.resume = None
     state.iteration = 0
+    state.model_origin = str(path)
     if state.is_rank_zero:
         log.info("loaded model %s (MODEL_DIMS %s, flags %s, vocabulary %d, saved at iteration %d)",
                  path, model.dims.encode(), ", ".join(state.model_flags) or "none", model.vocab_size,
@@ -269,6 +270,7 @@ def load_checkpoint(state: RunState, iteration: int = NEWEST) -> None:
 
     state.model = model
     state.model_flags = tuple(model.flags)
+    state.model_origin = None
     state.optimizer = optimizer
     state.optimizer_name = saved_name
     # Trainer._setup_model_and_optimizer loads the optimizer state once the model is on its device.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import sys
@@ -64,7 +65,8 @@ def evaluated_model(state: RunState, iteration: int = CURRENT_MODEL, average_ove
     if iteration == CURRENT_MODEL:
         if state.model is None:
             raise ScriptError("compute_exact_test() needs a model; create or load one first")
-        return unwrap_model(state.model), f"the current model at iteration {state.iteration}"
+        origin = f", started from {state.model_origin}" if state.model_origin else ""
+        return unwrap_model(state.model), f"the current model at iteration {state.iteration}{origin}"
 
     directory = state.checkpoint_dir
     newest = read_checkpoint(checkpoint_path(directory, iteration), with_optimizer=False)
@@ -166,7 +168,8 @@ def compute_exact_test(state: RunState, iteration: int = CURRENT_MODEL, average_
     evaluates iteration 2000 alone, and `compute_exact_test()` the current model. Batches have
     TRAIN_CONFIG's shape and are drawn with a seed that training's batches do not use. It logs the
     mean test loss with its standard error over batches (and bits per byte or character where
-    one token is one of them) and writes exact_test.json to the run directory. The run's model
+    one token is one of them) and writes exact_test.json to the run directory, replacing the
+    result of an earlier call; exact_test.jsonl collects one line per call. The run's model
     is not replaced. With DEVICE_COUNT > 1 the ranks share the batches out among themselves.
     """
     from gptpipe.data import streams_for
@@ -186,7 +189,7 @@ def compute_exact_test(state: RunState, iteration: int = CURRENT_MODEL, average_
     log.info("exact test of %s: loss %.5f ± %.5f nats/token%s over %d batches of %d x %d tokens",
              source, result.loss, result.standard_error, bits, batch_count, train_config.batch,
              train_config.fragment_len)
-    write_json_atomic(state.run_dir / "exact_test.json", {
+    record = {
         "model": source,
         "iteration": iteration if iteration != CURRENT_MODEL else state.iteration,
         "average_over": average_over,
@@ -197,7 +200,11 @@ def compute_exact_test(state: RunState, iteration: int = CURRENT_MODEL, average_
         "bits_per_unit": result.loss / LN2 if unit is not None else None,
         "batches": batch_count,
         "TRAIN_CONFIG": train_config.encode(),
-    })
+    }
+    write_json_atomic(state.run_dir / "exact_test.json", record)
+    # exact_test.json keeps the last call only, so every call also adds a line here.
+    with open(state.run_dir / "exact_test.jsonl", "a", encoding="utf-8") as history:
+        history.write(json.dumps(record) + "\n")
 
 
 # ---------------------------------------------------------------- compute_choice_score

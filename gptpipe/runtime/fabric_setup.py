@@ -55,9 +55,11 @@ def check_settings(config) -> None:
         raise ConfigError("accelerator=mps but this machine has no MPS device", hint="use accelerator=auto or cpu")
     optimizer = str(config.get("optimizer", "default"))
     if optimizer != "default" and optimizer not in OPTIMIZERS:
-        raise ConfigError(
-            f"unknown optimizer={optimizer}; valid values are default, {', '.join(OPTIMIZERS)}"
-        )
+        from gptpipe.config.variables import suggest
+
+        valid = ["default", *OPTIMIZERS]
+        raise ConfigError(f"unknown optimizer={optimizer}" + suggest(optimizer, valid),
+                          hint=f"valid values are {', '.join(valid)}")
     for name in ("threads", "max_tokens_per_step"):
         value = config.get(name, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -38,6 +38,7 @@ def create_model(state: RunState, *flags: Flag) -> None:
     state.optimizer = None
     state.resume = None
     state.iteration = 0
+    state.model_origin = None
     if state.is_rank_zero:
         log.info(
             "model %s, flags %s, vocabulary %d: %s parameters (%s without embeddings)",

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from gptpipe.config.plan import Plan, decode_dims
+from gptpipe.config.plan import SUBTREES, Plan, decode_dims
 
 log = logging.getLogger("gptpipe")
 
@@ -115,8 +115,14 @@ def _millions(count: int) -> str:
 
 
 def log_overrides(plan: Plan, config: DictConfig) -> None:
-    """Log once per variable that a command-line value replaced the script's assignments."""
+    """Log once per variable that a command-line value replaced the script's assignments, and each field override."""
     for name, locations in plan.overridden_assignments.items():
         where = ", ".join(str(loc) for loc in locations)
         log.info("command line sets %s=%r; it replaces the script's assignment at %s",
                  name, plan.final_values[name], where)
+    for variable, subtree in SUBTREES.items():
+        fields = config.get(subtree) or {}
+        for field_name, value in fields.items():
+            if value is not None:
+                log.info("command line sets %s.%s=%s; it changes that field of %s wherever the script uses it",
+                         subtree, field_name, value, variable)

@@ -65,6 +65,8 @@ class RunState:
     """The optimizer's name (optimizer= setting or the one a checkpoint was saved with)."""
     iteration: int = 0
     """Iterations trained so far; load_checkpoint() restores it."""
+    model_origin: str | None = None
+    """File that load_model() read the current model's weights from, or None for a created or resumed model."""
     train_seconds: float = 0.0
     """Wall-clock seconds spent in train() so far, counted against MAX_SECONDS; load_checkpoint() restores it."""
     resume: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,19 @@ RESULT_COLUMNS = ("status", "stopped_by", "iteration", "final_train_loss", "fina
 
 
 class SweepSummary(Callback):
-    """Hydra callback that writes the sweep's summary table and test-loss plot."""
+    """Hydra callback that checks every job before a sweep starts, and writes its summary table and plot after."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from gptpipe.cli import EXIT_USER_ERROR, check_sweep_jobs, report_error
+        from gptpipe.errors import GptpipeError
+
+        try:
+            count = check_sweep_jobs(config)
+        except GptpipeError as error:
+            report_error(error)
+            sys.exit(EXIT_USER_ERROR)
+        if count:
+            log.info("sweep: the plans of all %d jobs check out", count)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -99,6 +112,11 @@ def write_sweep_summary(sweep_dir: Path) -> list[Path]:
     return written
 
 
+def swept_names(rows: list[dict[str, Any]], override_names: list[str]) -> list[str]:
+    """Return the overrides whose value differs between jobs, the ones that tell the curves apart."""
+    return [name for name in override_names if len({str(row.get(name)) for row in rows}) > 1]
+
+
 def plot_test_loss(sweep_dir: Path, rows: list[dict[str, Any]], override_names: list[str]) -> Path | None:
     """Overlay every job's test loss (metrics.csv rows of kind "evaluation") in sweep_test_loss.png."""
     import matplotlib
@@ -106,13 +124,14 @@ def plot_test_loss(sweep_dir: Path, rows: list[dict[str, Any]], override_names: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    varying = swept_names(rows, override_names)
     figure, axes = plt.subplots(figsize=(8, 5))
     plotted = 0
     for row in rows:
         iterations, losses = _test_losses(sweep_dir / row["job"] / "metrics.csv")
         if not iterations:
             continue
-        label = ", ".join(f"{name}={row[name]}" for name in override_names if name in row) or f"job {row['job']}"
+        label = ", ".join(f"{name}={row[name]}" for name in varying if name in row) or f"job {row['job']}"
         axes.plot(iterations, losses, marker=".", label=label)
         plotted += 1
     if plotted == 0:
@@ -122,7 +141,8 @@ def plot_test_loss(sweep_dir: Path, rows: list[dict[str, Any]], override_names: 
     axes.set_ylabel("test loss (nats/token)")
     axes.set_title(f"test loss of {plotted} sweep job{'s' if plotted != 1 else ''}")
     axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
+    # Outside the axes, so a long legend never hides a curve.
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     path = sweep_dir / "sweep_test_loss.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)

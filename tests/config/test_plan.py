@@ -102,9 +102,42 @@ def test_plan_errors(text, line, col, message):
     assert (error.location.line, error.location.col) == (line, col)
 
 
-def test_subtree_error_points_at_step():
+def test_subtree_error_blames_command_line():
+    script = "make_binary_op_dataset(97, '+', 0.5)\nMODEL_DIMS = 'e128h1d2'\ncreate_model()"
+    error = plan_error(script, **{"model.depth": 5})
+    assert "invalid MODEL_DIMS 'e128h1d5" in error.message
+    assert "(with model.depth=5 from the command line)" in error.message
+    assert error.location is None
+    assert "model.*" in error.hint
+
+
+def test_subtree_checks_default_when_never_set():
     error = plan_error("create_model()", **{"model.depth": 5})
     assert "depth d5 is odd" in error.message
+
+
+@pytest.mark.parametrize("text", ["MAX_ITERS = 'lots'\ncreate_model()", "MAX_ITERS = 1.5\ncreate_model()"])
+def test_overridden_assignment_still_checked(text):
+    with pytest.raises(GptpipeError) as caught:
+        plan_for(text, overridden=["MAX_ITERS"], MAX_ITERS=7)
+    assert caught.value.location.line == 1
+    assert "MAX_ITERS expects" in caught.value.message
+
+
+def test_overridden_interpolation_not_resolved():
+    plan = plan_for("CHECKPOINT_DIR = '${nope}/ckpt'\ncreate_model()", overridden=["CHECKPOINT_DIR"],
+                    CHECKPOINT_DIR="/tmp/elsewhere")
+    assert plan.steps[0].values["CHECKPOINT_DIR"] == "/tmp/elsewhere"
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("data_pth", "did you mean ${data_path}? A new name needs a + on the command line: +data_pth="),
+    ("zzz", "a name that is not a setting needs a + on the command line: +zzz="),
+    ("data_path", "set it on the command line, e.g. data_path="),
+])
+def test_unresolved_interpolation_hint(name, hint):
+    error = plan_error(f"make_char_dataset('${{{name}}}')")
+    assert hint in error.hint
 
 
 def test_folder_given_for_file(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from gptpipe.runtime.sweep import write_sweep_summary
+from gptpipe.runtime.sweep import swept_names, write_sweep_summary
 
 
 def make_job(sweep_dir, number: int, lr: str, summary: dict | None):
@@ -60,3 +60,9 @@ def test_sweep_summary_failed_job(tmp_path):
         row = next(csv.DictReader(file))
     assert row["status"].startswith("no summary.json")
     assert not (tmp_path / "sweep_test_loss.png").exists()
+
+
+def test_plot_labels_name_swept_values_only():
+    rows = [{"script": "a.txt", "MAX_ITERS": "4", "drop.lr": "0.01"},
+            {"script": "a.txt", "MAX_ITERS": "4", "drop.lr": "0.02"}]
+    assert swept_names(rows, ["script", "MAX_ITERS", "drop.lr"]) == ["drop.lr"]

@@ -54,6 +54,15 @@ def test_exact_test_writes_result(run, text_file):
     assert result["bits_per_unit"] == pytest.approx(result["test_loss"] / np.log(2))
 
 
+def test_exact_test_history_keeps_every_call(run, text_file, tmp_path):
+    folder = tmp_path / "kept"
+    state = run(train_script(text_file, 4, 2, f"CHECKPOINT_DIR = '{folder}'\n")
+                + "compute_exact_test(2)\ncompute_exact_test(4)\n")
+    lines = (state.run_dir / "exact_test.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [2, 4]
+    assert json.loads((state.run_dir / "exact_test.json").read_text()) == json.loads(lines[-1])
+
+
 def test_exact_test_of_checkpoint_matches_current_model(run, text_file):
     state = run(train_script(text_file, 2, 2) + "compute_exact_test()\n")
     current = json.loads((state.run_dir / "exact_test.json").read_text())["test_loss"]
