@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gptpipe.errors import GptpipeError
@@ -80,12 +81,21 @@ def _flags_first(argv: list[str]) -> list[str]:
     return options + overrides
 
 
+FAILED_SWEEP_JOBS: list[int] = []
+"""Numbers of the jobs of this --multirun sweep that ended with an error; the sweep goes on without them."""
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(config: DictConfig) -> None:
     try:
         run(config)
     except GptpipeError as error:
         report_error(error)
+        hydra_config = HydraConfig.get()
+        if hydra_config.mode == RunMode.MULTIRUN:
+            # One diverged or failed job should not cost the rest of the sweep, so it is only recorded here.
+            FAILED_SWEEP_JOBS.append(int(hydra_config.job.num))
+            return
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         log.info("interrupted")

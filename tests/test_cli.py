@@ -106,6 +106,18 @@ def test_multirun_two_jobs(workdir):
     assert drops == ["drop1ch1lr0.01slow2reg0tail0", "drop1ch1lr0.02slow2reg0tail0"]
 
 
+def test_multirun_goes_on_after_failed_job(workdir):
+    result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "precision=32-true", "optimizer=adamw",
+                     "MAX_ITERS=4", "hydra.sweep.dir=sweep", "--multirun", "DROP_CONFIG=lr1e30slow1,lr0.01slow2")
+    assert result.returncode == 2, result.stderr
+    assert "training stopped: the loss is" in result.stderr
+    assert "sweep job(s) 0 failed" in result.stderr
+    assert json.loads((workdir / "sweep" / "1" / "summary.json").read_text())["status"] == "completed"
+    rows = (workdir / "sweep" / "sweep_summary.csv").read_text().splitlines()
+    assert len(rows) == 3
+    assert "stopped: loss" in rows[1]
+
+
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_multirun_checks_every_job_first(workdir, dry_run):
     result = gptpipe(workdir, "script=run.txt", f"data_dir={workdir}", "precision=32-true", "MAX_ITERS=4",

@@ -157,8 +157,8 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                     hint="call create_model(...), load_model('file') or load_checkpoint(N) first",
                 )
             step_values = dict(values)
-            # A step before the script sets a compact string still sees the default, so command-line
-            # fields (model.depth=...) are checked where the script has set the string, and at the end.
+            # A step before the script sets a compact string uses the default, so command-line fields
+            # (model.depth=...) are checked only where the script has set the string, and at the last step.
             _check_dims(step_values, config, statement.location, explicit)
             if spec.check is not None:
                 context = PlanContext(
@@ -387,7 +387,7 @@ def _missing_key(message: str) -> str | None:
 
 def _check_dims(values: dict[str, Any], config: DictConfig, location: Location,
                 names: Iterable[str] = tuple(CODECS)) -> None:
-    """Check the compact strings among `names` as a step sees them, with their command-line fields applied."""
+    """Check the compact strings among `names` as a step uses them, with their command-line fields applied."""
     for name in CODECS:
         if name not in names:
             continue

@@ -168,8 +168,8 @@ def compute_exact_test(state: RunState, iteration: int = CURRENT_MODEL, average_
     evaluates iteration 2000 alone, and `compute_exact_test()` the current model. Batches have
     TRAIN_CONFIG's shape and are drawn with a seed that training's batches do not use. It logs the
     mean test loss with its standard error over batches (and bits per byte or character where
-    one token is one of them) and writes exact_test.json to the run directory, replacing the
-    result of an earlier call; exact_test.jsonl collects one line per call. The run's model
+    one token is one of them) and writes exact_test.json to the run directory. A later call
+    replaces that file, and exact_test.jsonl collects one line per call. The run's model
     is not replaced. With DEVICE_COUNT > 1 the ranks share the batches out among themselves.
     """
     from gptpipe.data import streams_for

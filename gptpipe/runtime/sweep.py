@@ -39,13 +39,20 @@ class SweepSummary(Callback):
             log.info("sweep: the plans of all %d jobs check out", count)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from gptpipe.cli import EXIT_USER_ERROR, FAILED_SWEEP_JOBS
+
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             log.warning("sweep summary: sweep directory %s not found; nothing to summarise", sweep_dir)
-            return
-        paths = write_sweep_summary(sweep_dir)
-        if paths:
-            log.info("sweep summary: %s", ", ".join(str(path) for path in paths))
+        else:
+            paths = write_sweep_summary(sweep_dir)
+            if paths:
+                log.info("sweep summary: %s", ", ".join(str(path) for path in paths))
+        if FAILED_SWEEP_JOBS:
+            jobs = ", ".join(str(number) for number in FAILED_SWEEP_JOBS)
+            print(f"gptpipe: error: sweep job(s) {jobs} failed (their errors are above and in their gptpipe.log); "
+                  "the other jobs ran", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:

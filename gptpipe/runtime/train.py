@@ -367,10 +367,10 @@ class Trainer:
 
         later = [iteration for iteration, _ in list_checkpoints(self.state.checkpoint_dir) if iteration > start]
         if later:
-            shown = ", ".join(str(iteration) for iteration in later[:5]) + (", ..." if len(later) > 5 else "")
+            listed = ", ".join(str(iteration) for iteration in later[:5]) + (", ..." if len(later) > 5 else "")
             log.warning("CHECKPOINT_DIR %s already has checkpoints past iteration %d (%s), from another run or "
                         "an earlier part of this one; this run overwrites the ones it reaches. Point "
-                        "CHECKPOINT_DIR at an empty folder to keep them", self.state.checkpoint_dir, start, shown)
+                        "CHECKPOINT_DIR at an empty folder to keep them", self.state.checkpoint_dir, start, listed)
 
     def _log_resume_hint(self, iteration: int) -> None:
         """Tell the user how to continue a run stopped by Ctrl-C from the checkpoint it just saved."""
