@@ -67,6 +67,9 @@ hydra:
         (): gptpipe.log_format.LevelFormatter
         format: '[%(asctime)s] %(message)s'
         datefmt: '%H:%M:%S'
+    loggers:
+      torch:
+        level: WARNING
 """
 
 
