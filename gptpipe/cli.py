@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,6 +15,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gptpipe.errors import GptpipeError
+
+if TYPE_CHECKING:
+    from gptpipe.config.plan import Plan
+    from gptpipe.dsl.nodes import Script
 
 log = logging.getLogger("gptpipe")
 
@@ -140,7 +145,7 @@ def run(config: DictConfig) -> None:
     log.info("done")
 
 
-def plan_job(config: DictConfig, task_overrides) -> tuple[list, object]:
+def plan_job(config: DictConfig, task_overrides) -> tuple[list[Script], Plan]:
     """Parse the job's scripts and build its checked plan; return (scripts, plan)."""
     from gptpipe.config.plan import build_plan
     from gptpipe.dsl import parse_file
@@ -201,10 +206,8 @@ def check_sweep_jobs(config: DictConfig) -> int:
     return len(jobs)
 
 
-def _shared_checkpoint_dir(plan) -> str | None:
+def _shared_checkpoint_dir(plan: Plan) -> str | None:
     """Return the CHECKPOINT_DIR a plan's train() steps save into, or None when they save into the run folder."""
-    from pathlib import Path
-
     for step in plan.steps:
         if step.op.name == "train" and step.values.get("SAVE_MODEL") and step.values.get("CHECKPOINT_DIR"):
             return str(Path(str(step.values["CHECKPOINT_DIR"])).resolve())
@@ -229,6 +232,7 @@ def _save_inputs(run_dir: Path, scripts, plan_text: str) -> None:
 
 
 def report_error(error: GptpipeError) -> None:
+    """Print `error` once on stderr as 'gptpipe: error: ...' and add it to the run log."""
     # The run log gets the error too, where its formatter adds "error: ". The console gets it once, on stderr.
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
