@@ -86,8 +86,8 @@ def _flags_first(argv: list[str]) -> list[str]:
     return options + overrides
 
 
-FAILED_SWEEP_JOBS: list[int] = []
-"""Numbers of the jobs of this --multirun sweep that ended with an error; the sweep goes on without them."""
+FAILED_SWEEP_JOBS: list[str] = []
+"""Jobs of this --multirun sweep that ended with an error ("NUMBER (OVERRIDES)"); the sweep goes on without them."""
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -99,7 +99,7 @@ def hydra_main(config: DictConfig) -> None:
         hydra_config = HydraConfig.get()
         if hydra_config.mode == RunMode.MULTIRUN:
             # One diverged or failed job should not cost the rest of the sweep, so it is only recorded here.
-            FAILED_SWEEP_JOBS.append(int(hydra_config.job.num))
+            FAILED_SWEEP_JOBS.append(f"{hydra_config.job.num} ({' '.join(hydra_config.overrides.task)})")
             return
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
@@ -180,7 +180,7 @@ def check_sweep_jobs(config: DictConfig) -> int:
         else:
             choices.append([f"{key}={override.get_value_element_as_str()}"])
     jobs = [list(job) for job in itertools.product(*choices)]
-    checkpoint_dirs: dict[str, int] = {}
+    checkpoint_dirs: dict[str, tuple[int, str]] = {}
     for number, job in enumerate(jobs):
         job_config = loader.load_sweep_config(config, job)
         if not job_config.get("script") or job_config.get("worker_port") is not None:
@@ -190,19 +190,20 @@ def check_sweep_jobs(config: DictConfig) -> int:
             _, plan = plan_job(job_config, job)
         except GptpipeError as error:
             raise type(error)(
-                f"sweep job {number} of {len(jobs)} ({swept}): {error.message}; no job was started",
+                f"sweep job {number} ({swept}; jobs 0 to {len(jobs) - 1}): {error.message}; no job was started",
                 location=error.location, hint=error.hint,
             ) from None
         folder = _shared_checkpoint_dir(plan)
         if folder is not None and folder in checkpoint_dirs:
+            earlier, earlier_swept = checkpoint_dirs[folder]
             raise GptpipeError(
-                f"sweep jobs {checkpoint_dirs[folder]} and {number} ({swept}) both save checkpoints to "
+                f"sweep jobs {earlier} ({earlier_swept}) and {number} ({swept}) both save checkpoints to "
                 f"CHECKPOINT_DIR {folder}, so the later job would overwrite the earlier one's; no job was started",
                 hint="leave CHECKPOINT_DIR unset (each job saves into its own folder's checkpoints/), sweep "
                 "it too, or set SAVE_MODEL=false",
             )
         if folder is not None:
-            checkpoint_dirs[folder] = number
+            checkpoint_dirs[folder] = (number, swept)
     return len(jobs)
 
 

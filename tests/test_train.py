@@ -110,6 +110,8 @@ def test_non_finite_loss_stops_run(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert "training stopped: the loss is" in result.stderr
+    assert "try optimizer=adamw" not in result.stderr
+    assert "last checkpoint" not in result.stderr
     assert "Traceback" not in result.stderr
     summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
     assert summary["status"].startswith("stopped: loss")

@@ -131,7 +131,13 @@ def build_plan(scripts: Iterable[Script], config: DictConfig, overridden: Iterab
                     # The command line wins, but a wrong value in the script is still an error. Strings
                     # with ${...} are not resolved, so the names they use need no value.
                     if not (statement.value.kind == "string" and "${" in str(statement.value.value)):
-                        _assigned_value(variable, statement.value, config, values)
+                        try:
+                            _assigned_value(variable, statement.value, config, values)
+                        except GptpipeError as error:
+                            error.hint = (f"{error.hint}; " if error.hint else "") + (
+                                f"the command line sets {variable.name}, but the script's assignment must "
+                                "be valid too, because the script has to run without the override")
+                            raise
                     continue
                 if variable.name == "MODEL_DIMS" and model_location is not None:
                     raise ScriptError(

@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -190,6 +191,9 @@ def run_ranks(job: RankJob, abort_reason: Callable[[], str | None] = lambda: Non
         _rank_main, args=(job, reports), nprocs=job.devices, join=False, start_method="spawn",
     )
     processes = context.processes
+    # A shell script starts background jobs with SIGINT ignored; `kill -INT` must still stop the ranks.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main_thread else None
     try:
         aborted = _wait_for_ranks(processes, abort_reason)
     except KeyboardInterrupt:
@@ -200,6 +204,8 @@ def run_ranks(job: RankJob, abort_reason: Callable[[], str | None] = lambda: Non
         _stop(processes, patience=FAILURE_GRACE_S * 2)
         raise
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
         _stop(processes, patience=0.0)
     if aborted:
         raise DistributedError(aborted)

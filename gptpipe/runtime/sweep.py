@@ -49,7 +49,7 @@ class SweepSummary(Callback):
             if paths:
                 log.info("sweep summary: %s", ", ".join(str(path) for path in paths))
         if FAILED_SWEEP_JOBS:
-            jobs = ", ".join(str(number) for number in FAILED_SWEEP_JOBS)
+            jobs = ", ".join(FAILED_SWEEP_JOBS)
             print(f"gptpipe: error: sweep job(s) {jobs} failed (their errors are above and in their gptpipe.log); "
                   "the other jobs ran", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)

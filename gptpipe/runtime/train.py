@@ -185,11 +185,8 @@ class Trainer:
                     tokens_since_eval += self.train_config.tokens_per_batch
                     if not math.isfinite(loss):
                         status = f"stopped: loss {loss} at iteration {iteration}"
-                        raise TrainingStopped(
-                            f"training stopped: the loss is {loss} at iteration {iteration}",
-                            hint="lower the learning rate (DROP_CONFIG lr), lengthen the warm-up (slow) or try "
-                            "optimizer=adamw; the last good checkpoint is kept",
-                        )
+                        raise TrainingStopped(f"training stopped: the loss is {loss} at iteration {iteration}",
+                                              hint=self._divergence_hint())
                     iteration += 1
                     state.iteration = iteration
                     if writer is not None and self.values.get("PRINT_ITER_TRAIN_ERR"):
@@ -350,6 +347,18 @@ class Trainer:
 
         save_training_checkpoint(self.state, iteration)
 
+    def _divergence_hint(self) -> str:
+        """Say what to change after a non-finite loss, and whether a checkpoint from before it exists."""
+        hint = "lower the learning rate (DROP_CONFIG lr) or lengthen the warm-up (slow)"
+        if self.optimizer_name != "adamw":
+            hint += ", or try optimizer=adamw"
+        from gptpipe.runtime.checkpoint import list_checkpoints
+
+        saved = list_checkpoints(self.state.checkpoint_dir) if self.values.get("SAVE_MODEL") else []
+        if saved:
+            hint += f"; the last checkpoint before it is {saved[-1][1]}"
+        return hint
+
     def _warn_about_long_warmup(self) -> None:
         """Warn when MAX_ITERS ends training before the warm-up reaches the peak learning rate."""
         warmup = self.drop.warmup
@@ -508,7 +517,8 @@ class Trainer:
         def request_stop(signum, frame):
             if self.stop_requested:
                 # The launching process forwards Ctrl-C to rank processes that may have had it already.
-                if time.monotonic() - first_interrupt[0] < DUPLICATE_INTERRUPT_S:
+                # A single process gets no copies, so there every second Ctrl-C stops at once.
+                if self.world_size > 1 and time.monotonic() - first_interrupt[0] < DUPLICATE_INTERRUPT_S:
                     return
                 raise KeyboardInterrupt
             self.stop_requested = True

@@ -122,6 +122,7 @@ def test_overridden_assignment_still_checked(text):
         plan_for(text, overridden=["MAX_ITERS"], MAX_ITERS=7)
     assert caught.value.location.line == 1
     assert "MAX_ITERS expects" in caught.value.message
+    assert "the command line sets MAX_ITERS, but the script's assignment must be valid too" in caught.value.hint
 
 
 def test_overridden_interpolation_not_resolved():
