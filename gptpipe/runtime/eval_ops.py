@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import sys
+from pathlib import Path
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -49,6 +50,15 @@ def _check_exact_test(context: PlanContext, iteration: int = CURRENT_MODEL, aver
     if iteration < 0 or average_over < 0:
         raise ScriptError(
             f"compute_exact_test({iteration}, {average_over}): the iteration and the averaging span must be >= 0"
+        )
+    folder = context.values.get("CHECKPOINT_DIR") or ""
+    saved_before = bool(folder) and Path(folder, f"iter_{iteration}.safetensors").exists()
+    if not context.values.get("SAVE_MODEL") and not saved_before:
+        where = f"CHECKPOINT_DIR {folder}" if folder else "the run's checkpoints/ folder"
+        raise ScriptError(
+            f"compute_exact_test({iteration}) reads iter_{iteration}.safetensors from {where}, which does not "
+            "contain it, and with SAVE_MODEL false train() saves no checkpoints",
+            hint="set SAVE_MODEL = true, or set CHECKPOINT_DIR to a folder that holds the checkpoint",
         )
 
 
@@ -171,6 +181,9 @@ def compute_exact_test(state: RunState, iteration: int = CURRENT_MODEL, average_
     one token is one of them) and writes exact_test.json to the run directory. A later call
     replaces that file, and exact_test.jsonl collects one line per call. The run's model
     is not replaced. With DEVICE_COUNT > 1 the ranks share the batches out among themselves.
+
+    Errors, before any step runs: no model before a call without arguments; a checkpoint
+    iteration with SAVE_MODEL false and no such file in CHECKPOINT_DIR.
     """
     from gptpipe.data import streams_for
     from gptpipe.runtime.metrics import write_json_atomic

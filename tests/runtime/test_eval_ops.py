@@ -72,6 +72,13 @@ def test_exact_test_of_checkpoint_matches_current_model(run, text_file):
     assert from_file == pytest.approx(current, rel=1e-6)
 
 
+def test_exact_test_of_unsaved_checkpoint_rejected_before_training(run, text_file):
+    with pytest.raises(GptpipeError) as caught:
+        run(train_script(text_file, 4, 2, "SAVE_MODEL = false\n") + "compute_exact_test(4)\n")
+    assert "with SAVE_MODEL false train() saves no checkpoints" in caught.value.message
+    assert caught.value.location.line > 1
+
+
 def test_exact_test_without_model_rejected(run, text_file):
     with pytest.raises(GptpipeError) as caught:
         run(f"make_char_dataset('{text_file}')\ncompute_exact_test()\n")
