@@ -402,8 +402,8 @@ def _check_dims(values: dict[str, Any], config: DictConfig, location: Location,
         except ConfigError as error:
             if config.get(SUBTREES[name]):
                 # The string passed its own check when assigned, so a command-line field broke it.
-                raise ConfigError(error.message, hint=f"change the {SUBTREES[name]}.* value on the command line") \
-                    from None
+                hint = f"change the {SUBTREES[name]}.* value on the command line"
+                raise ConfigError(error.message, hint=hint) from None
             raise ScriptError(error.message, location=location) from None
 
 

@@ -331,7 +331,7 @@ class _Part:
         return self.source.tokens[self.begin:self.end]
 
     def doc_starts(self, doc_start_token: int) -> np.ndarray:
-        """Where documents start in this part: from the source's own list, else found by scanning for the token."""
+        """Return where documents start in this part: from the source's own list, else by scanning for the token."""
         starts = self.source.doc_starts
         if starts is None:
             return find_doc_starts(self.tokens(), doc_start_token)

@@ -53,7 +53,7 @@ def test_asarray_copies_everything(joined):
     assert np.asarray(joined).tolist() == list(range(30))
 
 
-def test_sampler_reads_the_same_batches_as_from_a_copy(parts, joined):
+def test_sampler_matches_copied_stream(parts, joined):
     copied = np.concatenate([part.astype(np.uint32) for part in parts])
     for doc_start_token in (None, 12):
         from_view = FragmentSampler(joined, 6, seed=4, doc_start_token=doc_start_token)

@@ -209,7 +209,8 @@ def test_stream_doc_starts_match_markers_across_sources(state, tmp_path):
     assert marker is not None
     assert streams.train_doc_starts.tolist() == marker_positions(streams.train, marker)
     assert streams.test_doc_starts.tolist() == marker_positions(streams.test, marker)
-    assert len(streams.train_doc_starts) >= 4 and len(streams.test_doc_starts) >= 1
+    assert len(streams.train_doc_starts) >= 4
+    assert len(streams.test_doc_starts) >= 1
 
 
 def test_stream_doc_starts_scan_token_files(state, tmp_path):
@@ -230,7 +231,8 @@ def test_stream_without_documents_has_no_doc_starts(state, tmp_path):
     run_op(state, "set_vocab_size", 50257, 2)
     run_op(state, "load_tokenized_train", str(path))
     streams = streams_for(state)
-    assert streams.train_doc_starts is None and streams.test_doc_starts is None
+    assert streams.train_doc_starts is None
+    assert streams.test_doc_starts is None
 
 
 def test_memory_mapped_sources_joined_without_copy(state, tmp_path):
