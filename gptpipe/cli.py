@@ -30,6 +30,9 @@ def main() -> None:
     """Console entry point: check the command line, then hand over to Hydra."""
     _register_resolvers()
     try:
+        from gptpipe.config.resume import expand_resume
+
+        sys.argv[1:] = expand_resume(sys.argv[1:])
         _check_overrides(sys.argv[1:])
     except GptpipeError as error:
         print(f"gptpipe: error: {error}", file=sys.stderr)
@@ -104,7 +107,19 @@ def hydra_main(config: DictConfig) -> None:
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         log.info("interrupted")
+        hydra_config = HydraConfig.get()
+        if hydra_config.mode == RunMode.MULTIRUN:
+            _summarise_stopped_sweep(Path(str(hydra_config.sweep.dir)), hydra_config.job.num)
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _summarise_stopped_sweep(sweep_dir: Path, job: int) -> None:
+    """Write the sweep summary of the jobs that ran when Ctrl-C stops a sweep in job `job`."""
+    from gptpipe.runtime.sweep import write_sweep_summary
+
+    paths = write_sweep_summary(sweep_dir) if sweep_dir.is_dir() else []
+    log.info("sweep stopped in job %d; later jobs did not run%s", job,
+             f"; summary of the jobs so far: {', '.join(str(path) for path in paths)}" if paths else "")
 
 
 def run(config: DictConfig) -> None:
@@ -136,6 +151,9 @@ def run(config: DictConfig) -> None:
     if config.get("dry_run"):
         print(plan_text)
         return
+    if config.get("resume"):
+        log.info("continuing the run in %s with its script and command-line values: %s", config.resume,
+                 " ".join(item for item in hydra_config.overrides.task if not item.startswith("resume=")))
     log_overrides(plan, config)
     log.info("run directory: %s", run_dir)
     from gptpipe.distributed import maybe_launch
@@ -154,7 +172,25 @@ def plan_job(config: DictConfig, task_overrides) -> tuple[list[Script], Plan]:
     if config.get("data_script"):
         scripts.append(parse_file(config.data_script))
     scripts.append(parse_file(config.script))
-    return scripts, build_plan(scripts, config, _override_keys(task_overrides))
+    resume = config.get("resume")
+    if not resume:
+        return scripts, build_plan(scripts, config, _override_keys(task_overrides))
+    import os
+
+    from gptpipe.config.resume import add_resume_step, mark_resume_step, started_in
+
+    scripts = add_resume_step(scripts, str(resume))
+    try:
+        plan = build_plan(scripts, config, _override_keys(task_overrides))
+    except GptpipeError as error:
+        first = started_in(str(resume))
+        if first and Path(first).resolve() != Path(os.getcwd()).resolve():
+            error.hint = (f"{error.hint}; " if error.hint else "") + (
+                f"the run was started in {first}, and relative paths are taken from the folder gptpipe is "
+                "started in: run this command there")
+        raise
+    mark_resume_step(plan, str(resume))
+    return scripts, plan
 
 
 def check_sweep_jobs(config: DictConfig) -> int:
@@ -199,8 +235,9 @@ def check_sweep_jobs(config: DictConfig) -> int:
             raise GptpipeError(
                 f"sweep jobs {earlier} ({earlier_swept}) and {number} ({swept}) both save checkpoints to "
                 f"CHECKPOINT_DIR {folder}, so the later job would overwrite the earlier one's; no job was started",
-                hint="leave CHECKPOINT_DIR unset (each job saves into its own folder's checkpoints/), sweep "
-                "it too, or set SAVE_MODEL=false",
+                hint="set SAVE_MODEL=false: jobs that continue one run with resume= all save into its "
+                "checkpoint folder" if job_config.get("resume") else "leave CHECKPOINT_DIR unset (each job saves "
+                "into its own folder's checkpoints/), sweep it too, or set SAVE_MODEL=false",
             )
         if folder is not None:
             checkpoint_dirs[folder] = (number, swept)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +120,28 @@ def test_multirun_goes_on_after_failed_job(workdir):
     rows = (workdir / "sweep" / "sweep_summary.csv").read_text().splitlines()
     assert len(rows) == 3
     assert "stopped: loss" in rows[1]
+
+
+def test_interrupted_multirun_writes_summary(workdir):
+    command = [sys.executable, "-c", "from gptpipe.cli import main; main()", "script=run.txt", f"data_dir={workdir}",
+               "precision=32-true", "MAX_ITERS=1000000", "EVAL_INTERVAL=5", "hydra.sweep.dir=sweep", "--multirun",
+               "DROP_CONFIG=lr0.01slow2,lr0.02slow2"]
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (workdir / "sweep" / "0" / "metrics.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    with open(workdir / "sweep" / "sweep_summary.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["job"] for row in rows] == ["0"]
+    assert rows[0]["status"].startswith("interrupted at iteration")
+    assert not (workdir / "sweep" / "1").exists()
 
 
 @pytest.mark.parametrize("dry_run", [False, True])

@@ -1,4 +1,7 @@
-"""Resuming: a run killed during training and resumed from its checkpoint ends like an uninterrupted run."""
+"""Resuming: a run killed during training and resumed from its checkpoint ends like an uninterrupted run.
+
+It is resumed twice: by a script that calls load_checkpoint(), and with resume=RUN_DIR.
+"""
 
 from __future__ import annotations
 
@@ -86,8 +89,19 @@ def test_resume_matches_uninterrupted_run(workdir):
     resumed_log = (workdir / "resumed" / "gptpipe.log").read_text()
     assert f"iterations {resume_from} to {MAX_ITERS}" in resumed_log
 
+    # resume=RUN_DIR does the same from the killed run's own folder, script and command-line values.
+    continued = subprocess.run(
+        [sys.executable, "-c", "from gptpipe.cli import main; main()", f"resume={workdir / 'killed'}",
+         f"hydra.run.dir={workdir / 'continued'}"], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    continued_log = (workdir / "continued" / "gptpipe.log").read_text()
+    assert f"load_checkpoint() (added by resume={workdir / 'killed'})" in continued_log
+    assert f"iterations {resume_from} to {MAX_ITERS}" in continued_log
+    assert list_checkpoints(killed_checkpoints)[-1][0] == MAX_ITERS
+
     _, errors = uninterrupted.communicate(timeout=120)
     assert uninterrupted.returncode == 0, errors.decode()[-3000:]
     expected = final_test_loss(workdir / "full")
     assert final_test_loss(workdir / "resumed") == pytest.approx(expected, rel=1e-5)
+    assert final_test_loss(workdir / "continued") == pytest.approx(expected, rel=1e-5)
 

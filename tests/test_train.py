@@ -95,6 +95,8 @@ def test_interrupt_stops_after_step(tmp_path):
     assert summary["status"].startswith("interrupted at iteration")
     assert 0 < summary["iteration"] < 100000
     assert (only_run_dir(tmp_path) / "checkpoints" / f"iter_{summary['iteration']}.safetensors").exists()
+    relative = only_run_dir(tmp_path).relative_to(tmp_path)
+    assert f"run: gptpipe resume={relative}\n" in (only_run_dir(tmp_path) / "gptpipe.log").read_text()
 
 
 def test_non_finite_loss_stops_run(tmp_path):

@@ -64,6 +64,8 @@ class Step:
     """Variables the script assigned since the previous step."""
     explicit: frozenset[str] = frozenset()
     """Variables set by the script before this step or on the command line, rather than defaults."""
+    note: str = ""
+    """Why the step is there when the script does not call it (resume=RUN_DIR adds load_checkpoint())."""
 
     def call_text(self) -> str:
         return f"{self.op.name}({', '.join(_format_arg(a) for a in self.args)})"

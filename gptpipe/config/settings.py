@@ -24,6 +24,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("script", None, "Path of the train script to run (required).", "path"),
     Setting("data_script", None, "Path of a data script run before the train script (optional).", "path"),
+    Setting("resume", None, "Run folder of an earlier run to continue: its saved script and command-line values, from "
+            "the newest checkpoint in its checkpoint folder. Values given with it win, e.g. resume=outputs/DATE/TIME "
+            "MAX_ITERS=4000.", "path"),
     Setting("dry_run", False, "Parse, check and print the plan, then exit without doing any work.", "bool"),
     Setting("data_dir", "data", "Free path variable for scripts: '${data_dir}/train.bin'.", "path"),
     Setting("data_path", "???", "Free path variable for scripts that read one file: '${data_path}'. "

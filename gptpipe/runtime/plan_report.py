@@ -27,7 +27,8 @@ def format_plan(plan: Plan, config: DictConfig) -> str:
         if step.op.creates_model:
             loaded_from = None if step.op.name == "create_model" else _loaded_model_text(step)
         lines.append("")
-        lines.append(f"step {number}  {step.location}  {step.call_text()}")
+        note = f"  ({step.note})" if step.note else ""
+        lines.append(f"step {number}  {step.location}  {step.call_text()}{note}")
         lines.append("  values: " + _values_text(step.values))
         lines.extend("  " + line for line in _dims_lines(step, config, loaded_from))
     return "\n".join(lines)

@@ -23,7 +23,8 @@ def execute_plan(plan: Plan, config: DictConfig, run_dir: Path, state: RunState 
         state.location = step.location
         state.explicit = step.explicit
         if state.is_rank_zero:
-            log.info("step %d/%d at %s: %s", number, total, step.location, step.call_text())
+            note = f" ({step.note})" if step.note else ""
+            log.info("step %d/%d at %s: %s%s", number, total, step.location, step.call_text(), note)
         try:
             step.op.func(state, *step.args)
         except GptpipeError as error:

@@ -109,7 +109,7 @@ def write_sweep_summary(sweep_dir: Path) -> list[Path]:
     markdown_path = sweep_dir / "sweep_summary.md"
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(column)) for column in columns) + " |")
+        lines.append("| " + " | ".join(_cell(row.get(column), column) for column in columns) + " |")
     markdown_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     written = [csv_path, markdown_path]
@@ -168,9 +168,14 @@ def _test_losses(metrics_path: Path) -> tuple[list[int], list[float]]:
     return iterations, losses
 
 
-def _cell(value: Any) -> str:
+# Decimals shown in sweep_summary.md; other floats (the losses) get 4. The CSV keeps every digit.
+_SHOWN_DECIMALS = {"tokens_per_s": 0, "wall_time_s": 1}
+
+
+def _cell(value: Any, column: str | None = None) -> str:
+    """Format one table cell: every digit for the CSV (no column), rounded by column for Markdown."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.0f}"
+    if isinstance(value, float) and column is not None:
+        return f"{value:.{_SHOWN_DECIMALS.get(column, 4)}f}"
     return str(value)

@@ -9,6 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -385,10 +386,8 @@ class Trainer:
         """Tell the user how to continue a run stopped by Ctrl-C from the checkpoint it just saved."""
         if not self.state.is_rank_zero or not self.values.get("SAVE_MODEL") or iteration == 0:
             return
-        folder = self.state.checkpoint_dir
-        log.info("stopped at iteration %d with a checkpoint in %s. To resume, run the same script with "
-                 "CHECKPOINT_DIR = '%s' and load_checkpoint() before train(); it continues to MAX_ITERS "
-                 "as if never stopped", iteration, folder, folder)
+        log.info("stopped at iteration %d with a checkpoint in %s. To go on to MAX_ITERS as if never stopped, "
+                 "run: gptpipe resume=%s", iteration, self.state.checkpoint_dir, _shown_path(self.state.run_dir))
 
     def _plain_model(self) -> torch.nn.Module:
         """Return the GPT itself, without Fabric's wrapper."""
@@ -530,3 +529,11 @@ class Trainer:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _shown_path(path: Path) -> str:
+    """Return `path` relative to the current folder when it lies inside it, else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

@@ -41,7 +41,7 @@ def test_sweep_summary_rows(tmp_path):
     with open(tmp_path / "sweep_summary.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert [(row["job"], row["DROP_CONFIG"], row["final_test_loss"]) for row in rows] == [
-        ("0", "drop1ch1lr0.01", "4.5000"), ("1", "drop1ch1lr0.02", "4.2500")]
+        ("0", "drop1ch1lr0.01", "4.5"), ("1", "drop1ch1lr0.02", "4.25")]
 
 
 def test_sweep_summary_markdown(tmp_path):
@@ -50,7 +50,7 @@ def test_sweep_summary_markdown(tmp_path):
     lines = (tmp_path / "sweep_summary.md").read_text().splitlines()
     assert lines[0] == ("| job | script | DROP_CONFIG | status | stopped_by | iteration | final_train_loss "
                         "| final_test_loss | tokens_per_s | wall_time_s |")
-    assert lines[2].startswith("| 0 | s.txt | drop1ch1lr0.01 | completed | MAX_ITERS | 2 | 5.0000 | 4.5000 |")
+    assert lines[2] == "| 0 | s.txt | drop1ch1lr0.01 | completed | MAX_ITERS | 2 | 5.0000 | 4.5000 | 100 | 1.5 |"
 
 
 def test_sweep_summary_failed_job(tmp_path):
