@@ -98,6 +98,7 @@ def help_text() -> str:
         "  gptpipe script=PATH [NAME=value ...]        run a train script",
         "  gptpipe script=PATH dry_run=true            check the script and print its plan",
         "  gptpipe script=PATH --multirun A=1,2 B=x,y  sweep: one run per combination",
+        "  gptpipe resume=RUN_DIR [NAME=value ...]     continue a run from its newest checkpoint",
         "",
         "Script variables (set in the script or as NAME=value on the command line; the command line wins):",
     ]
@@ -112,7 +113,8 @@ def help_text() -> str:
         out.append(f"  {setting.name}: {setting.type_name}, default {setting.default!r}")
         out.extend(_wrap(setting.description, 6))
     out.append("  model.FIELD, train.FIELD, drop.FIELD: one field of MODEL_DIMS, TRAIN_CONFIG or DROP_CONFIG,")
-    out.append("      e.g. model.depth=8; it wins over the string.")
+    out.append("      e.g. model.depth=8; it wins over the string. The fields:")
+    out.extend(_field_lines())
     out.append("")
     out.append("Operations:")
     for spec in sorted(operations.values(), key=lambda s: s.name):
@@ -121,9 +123,21 @@ def help_text() -> str:
     out.append("")
     out.extend(_flag_and_optimizer_help())
     out.append("")
+    out.append("Exit status:")
+    out.append("  0 done; 2 a mistake in the script, a value, a file or the data, a loss that diverged, or a")
+    out.append("  sweep with failed jobs (one message each, saying what to do); 130 stopped by Ctrl-C.")
+    out.append("  A Python traceback means a bug in gptpipe.")
+    out.append("")
     out.append("Full reference: docs/script-reference.md. Hydra's own options: gptpipe --hydra-help.")
     # Hydra fills the help template with string.Template, so a literal '$' must be written '$$'.
     return "\n".join(out).replace("$", "$$")
+
+
+def _field_lines() -> list[str]:
+    from gptpipe.config.dims import CODECS
+    from gptpipe.config.plan import SUBTREES
+
+    return [f"      {root}: {', '.join(CODECS[variable]().as_dict())}" for variable, root in SUBTREES.items()]
 
 
 def _flag_and_optimizer_help() -> list[str]:

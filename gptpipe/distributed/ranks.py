@@ -121,10 +121,11 @@ def _configure_logging(setup: LogSetup, global_rank: int) -> None:
     else:
         prefixed = setup.format.replace("%(message)s", f"rank {global_rank}: %(message)s")
         console.setFormatter(LevelFormatter(prefixed, setup.datefmt))
+        # Every rank runs the same plan, so its warnings repeat rank 0's; only its errors are its own.
         # The handler filters too: records of loggers with their own level skip the root's.
-        console.setLevel(logging.WARNING)
+        console.setLevel(logging.ERROR)
         root.addHandler(console)
-        root.setLevel(logging.WARNING)
+        root.setLevel(logging.ERROR)
     # Fabric logs its process-group set-up at INFO on every launch; people watching a run need none of it.
     for name in ("lightning", "lightning.fabric", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -85,7 +85,8 @@ def save_training_checkpoint(state: RunState, iteration: int) -> Path | None:
     metadata.update({
         "iteration": int(iteration),
         "optimizer": _optimizer_name(state),
-        "schedule": {"iteration": int(iteration), "DROP_CONFIG": drop.encode(),
+        "schedule": {"iteration": int(iteration), "TRAIN_CONFIG": state.train_config().encode(),
+                     "DROP_CONFIG": drop.encode(),
                      "MAX_ITERS": int(state.values["MAX_ITERS"]),
                      "MAX_SECONDS": float(state.values.get("MAX_SECONDS", 0) or 0),
                      "train_seconds": round(float(state.train_seconds), 3)},
@@ -244,7 +245,9 @@ def load_checkpoint(state: RunState, iteration: int = NEWEST) -> None:
     Example: `load_checkpoint(2000)`. The train() that follows continues from that iteration to
     MAX_ITERS and matches a run that was never interrupted. Without an argument (or with -1) it
     loads the newest checkpoint. Set CHECKPOINT_DIR to the interrupted run's checkpoints/ folder;
-    the resumed run writes its own checkpoints there too.
+    the resumed run writes its own checkpoints there too. To continue a run with its own script
+    and values, the command line `gptpipe resume=RUN_DIR` does this without a new script: it adds
+    load_checkpoint() just before the script's first train().
 
     Errors: no iter_N in CHECKPOINT_DIR (the message lists the iterations it contains, and the
     plan checks this before any work when the folder exists and no model was created before);
@@ -287,12 +290,19 @@ def load_checkpoint(state: RunState, iteration: int = NEWEST) -> None:
 
 def _warn_schedule_change(state: RunState, checkpoint: Checkpoint) -> None:
     saved = checkpoint.metadata.get("schedule") or {}
+    if not state.is_rank_zero:
+        return
     now = {"DROP_CONFIG": state.drop_config().encode(), "MAX_ITERS": int(state.values["MAX_ITERS"]),
            "MAX_SECONDS": float(state.values.get("MAX_SECONDS", 0) or 0)}
     for name, value in now.items():
         if name in saved and saved[name] != value:
             log.warning("load_checkpoint(): %s was %s when %s was saved and is %s now; the learning-rate "
                         "schedule continues with the new value", name, saved[name], checkpoint.path, value)
+    batches = state.train_config().encode()
+    if "TRAIN_CONFIG" in saved and saved["TRAIN_CONFIG"] != batches:
+        log.warning("load_checkpoint(): TRAIN_CONFIG was %s when %s was saved and is %s now; training goes on "
+                    "with the new batches, so it will not match the run it continues", saved["TRAIN_CONFIG"],
+                    checkpoint.path, batches)
 
 
 @operation(needs_model=True)

@@ -63,7 +63,10 @@ def test_two_ranks_share_exact_test(two_rank_run, single_process_run):
 
 
 def test_two_ranks_log_once(tmp_path):
-    write_corpus(tmp_path / "corpus.txt")
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    # Every rank reads the data, and an invalid UTF-8 byte in it draws a warning from each reader.
+    with open(corpus, "ab") as file:
+        file.write(b"caf\xe9\n")
     write_script(tmp_path)
     result = run_gptpipe(tmp_path, "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "MAX_ITERS=2",
                          "hydra.run.dir=run")
@@ -71,6 +74,7 @@ def test_two_ranks_log_once(tmp_path):
     log_text = (tmp_path / "run" / "gptpipe.log").read_text()
     assert log_text.count("| test loss ") == 2
     assert "launching 2 rank processes" in log_text
+    assert (result.stdout + result.stderr).count("replaced 1 invalid UTF-8 sequences") == 1
 
 
 def test_device_count_above_cores(tmp_path):

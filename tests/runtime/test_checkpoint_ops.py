@@ -175,6 +175,18 @@ def test_load_checkpoint_newest(run, text_file, tmp_path):
     assert state.iteration == 4
 
 
+def test_load_checkpoint_warns_on_changes(run, text_file, tmp_path, caplog):
+    folder = tmp_path / "kept"
+    run(train_script(text_file, 4, 2, f"CHECKPOINT_DIR = '{folder}'\n"))
+    run(f"CHECKPOINT_DIR = '{folder}'\nMAX_ITERS = 6\nTRAIN_CONFIG = 'b2f16'\nmake_char_dataset('{text_file}')\n"
+        "load_checkpoint()\n")
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any(message.startswith("load_checkpoint(): MAX_ITERS was 4 when ") for message in warnings), warnings
+    batch_warnings = [message for message in warnings if message.startswith("load_checkpoint(): TRAIN_CONFIG was ")]
+    assert len(batch_warnings) == 1, warnings
+    assert "is b2f16 now; training goes on with the new batches" in batch_warnings[0]
+
+
 def test_load_checkpoint_restores_optimizer(run, text_file, tmp_path):
     folder = tmp_path / "kept"
     run(train_script(text_file, 2, 2, f"CHECKPOINT_DIR = '{folder}'\n"))
