@@ -14,6 +14,7 @@ BENCHMARKS = {
     "convergence": "test loss reached by a train script within a wall-clock budget",
     "data": "fragment sampling and folder indexing speed",
     "optimizers": "optimizer stability over model widths and depths",
+    "profile": "where one training iteration's time goes: phases and PyTorch operators",
     "gpu": "throughput with and without compile and a 60-second convergence run, on a CUDA GPU",
 }
 

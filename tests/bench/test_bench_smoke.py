@@ -25,6 +25,7 @@ def run_quick(*args: str) -> subprocess.CompletedProcess:
         ("peak", "| bf16 |"),
         ("throughput", "| e128h1d2relu1 | b4f32 | bf16 |"),
         ("levers", "| one thread (threads=1), float32 |"),
+        ("profile", "| optimizer step |"),
     ],
 )
 def test_quick_benchmark(name: str, expected: str) -> None:
