@@ -28,6 +28,11 @@ EXIT_INTERRUPTED = 130
 
 def main() -> None:
     """Console entry point: check the command line, then hand over to Hydra."""
+    import signal
+
+    # SIGTERM, which job schedulers send, stops a run as Ctrl-C does: train() saves a checkpoint
+    # and the command exits with EXIT_INTERRUPTED, instead of dying with nothing saved.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     _register_resolvers()
     try:
         from gptpipe.config.resume import expand_resume
@@ -185,9 +190,10 @@ def plan_job(config: DictConfig, task_overrides) -> tuple[list[Script], Plan]:
     except GptpipeError as error:
         first = started_in(str(resume))
         if first and Path(first).resolve() != Path(os.getcwd()).resolve():
+            known = "relative paths are taken from the folder gptpipe" in (error.hint or "")
+            reason = "" if known else ", and relative paths are taken from the folder gptpipe is started in"
             error.hint = (f"{error.hint}; " if error.hint else "") + (
-                f"the run was started in {first}, and relative paths are taken from the folder gptpipe is "
-                "started in: run this command there")
+                f"the run was started in {first}{reason}: run this command there")
         raise
     mark_resume_step(plan, str(resume))
     return scripts, plan
@@ -294,10 +300,35 @@ def _check_subtree_field(key: str) -> None:
     variable = next(name for name, subtree in SUBTREES.items() if subtree == root)
     fields = list(CODECS[variable]().as_dict())
     if field not in fields:
+        # The string's letters (slow, ch, relu) are the names users know; map them to their fields.
+        by_letter = {item.key: item.field for item in CODECS[variable].KEYS}
+        if field in by_letter:
+            guess = f"; did you mean {root}.{by_letter[field]}? ({field} in {variable})"
+        else:
+            guess = suggest(key, [f"{root}.{name}" for name in fields]).replace("known names are", "valid fields are")
         raise GptpipeError(
-            f"unknown setting {key}" + suggest(key, [f"{root}.{name}" for name in fields])
-            .replace("known names are", "valid fields are"),
-            hint=f"{root}.FIELD sets one field of {variable}; valid fields: " + ", ".join(fields),
+            f"unknown setting {key}{guess}",
+            hint=f"{root}.FIELD sets one field of {variable}; valid fields: "
+            + ", ".join(f"{item.field} ({item.key})" for item in CODECS[variable].KEYS),
+        )
+
+
+def _check_added_key(key: str, known: set[str]) -> None:
+    """Reject +NAME=value when NAME is a known name or close to one, which is a typo rather than a new key."""
+    import difflib
+
+    name = key.lstrip("+~")
+    if not key.startswith("+") or key.startswith("++") or "." in name:
+        return  # ++name=value sets a key whether or not it exists, as Hydra defines it.
+    if name in known:
+        raise GptpipeError(f"+{name}: {name} exists already, so it cannot be added",
+                           hint=f"set it without the plus: {name}=value")
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    close = close or difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.8)
+    if close:
+        raise GptpipeError(
+            f"+{name} adds a new config key, but {name} looks like a misspelling of {close[0]}",
+            hint=f"write {close[0]}=value; +name=value is only for new keys that scripts read as ${{name}}",
         )
 
 
@@ -337,6 +368,7 @@ def _check_overrides(argv: list[str]) -> None:
             continue
         key = arg.split("=", 1)[0]
         if key.startswith(("+", "~")):
+            _check_added_key(key, known)
             continue  # Hydra's explicit add/delete syntax: the user takes charge.
         root = key.split(".", 1)[0]
         if root == "hydra":
@@ -349,7 +381,8 @@ def _check_overrides(argv: list[str]) -> None:
         if root not in known:
             raise GptpipeError(
                 f"unknown name on the command line: {key}" + suggest(root, known),
-                hint="gptpipe --help lists every variable and setting; add a new config key with +name=value",
+                hint="gptpipe --help lists every variable and setting; a new key that scripts read as ${name} "
+                "is added with +name=value",
             )
 
 

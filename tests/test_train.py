@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 SHAKESPEARE_SCRIPT = """\
 TEST_FRACTION = 0.1
 make_char_dataset('${data_path}')
@@ -73,7 +75,8 @@ def write_text_data(folder: Path) -> Path:
     return path
 
 
-def test_interrupt_stops_after_step(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_stops_after_step(tmp_path, stop_signal):
     data = write_text_data(tmp_path)
     (tmp_path / "run.txt").write_text(
         "make_char_dataset('${data_path}')\nMODEL_DIMS = 'e128h1d2w32'\nTRAIN_CONFIG = 'b8f32'\n"
@@ -86,7 +89,7 @@ def test_interrupt_stops_after_step(tmp_path):
         while not list((tmp_path / "outputs").rglob("metrics.csv")) and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()

@@ -125,7 +125,7 @@ def help_text() -> str:
     out.append("")
     out.append("Exit status:")
     out.append("  0 done; 2 a mistake in the script, a value, a file or the data, a loss that diverged, or a")
-    out.append("  sweep with failed jobs (one message each, saying what to do); 130 stopped by Ctrl-C.")
+    out.append("  sweep with failed jobs (one message each, saying what to do); 130 stopped by Ctrl-C or SIGTERM.")
     out.append("  A Python traceback means a bug in gptpipe.")
     out.append("")
     out.append("Full reference: docs/script-reference.md. Hydra's own options: gptpipe --hydra-help.")
@@ -137,7 +137,8 @@ def _field_lines() -> list[str]:
     from gptpipe.config.dims import CODECS
     from gptpipe.config.plan import SUBTREES
 
-    return [f"      {root}: {', '.join(CODECS[variable]().as_dict())}" for variable, root in SUBTREES.items()]
+    return [f"      {root}: " + ", ".join(f"{item.field} ({item.key})" for item in CODECS[variable].KEYS)
+            for variable, root in SUBTREES.items()]
 
 
 def _flag_and_optimizer_help() -> list[str]:

@@ -2,9 +2,9 @@
 
 A run folder contains what is needed to repeat the run: `script.txt` (and `data_script.txt`), the
 copies of the scripts it ran, and `.hydra/overrides.yaml`, its command-line values. Before Hydra
-composes the config, `expand_resume` turns `resume=RUN_DIR` into those values, with the copies as
-`script` and `data_script` and the run's checkpoint folder as `CHECKPOINT_DIR`; values given with
-`resume=` come last and win. `add_resume_step` then puts a `load_checkpoint()` just before the
+composes the config, `expand_resume` turns `resume=RUN_DIR` into those values. The copies become
+`script` and `data_script`, and the run's checkpoint folder becomes `CHECKPOINT_DIR`. Values given
+with `resume=` come last, so they win. `add_resume_step` then puts a `load_checkpoint()` just before the
 first train(), so the run goes on from its newest checkpoint.
 """
 
@@ -71,17 +71,26 @@ def _saved_overrides(run_dir: Path) -> list[str]:
     """Return the command-line values the run in `run_dir` was started with."""
     from omegaconf import OmegaConf
 
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"resume={run_dir}: not a folder",
+                          hint="give the run folder that the run's log names, e.g. outputs/2026-01-31/12-00-00")
     if not run_dir.is_dir():
         raise ConfigError(f"resume={run_dir}: folder not found",
                           hint="give the run folder that the run's log names, e.g. outputs/2026-01-31/12-00-00")
     overrides = run_dir / ".hydra" / "overrides.yaml"
     script = run_dir / "script.txt"
+    if (run_dir / "multirun.yaml").is_file():
+        jobs = sorted((path.name for path in run_dir.iterdir() if path.name.isdigit()), key=int)
+        raise ConfigError(
+            f"resume={run_dir}: this is a sweep folder, not the folder of one run",
+            hint=f"give one job's folder, e.g. resume={run_dir / (jobs[0] if jobs else '0')}",
+        )
     missing = [str(path) for path in (script, overrides) if not path.is_file()]
     if missing:
         raise ConfigError(
             f"resume={run_dir}: not a gptpipe run folder; missing {' and '.join(missing)}",
-            hint="give the folder of one run (with script.txt and .hydra/); for a sweep, one job's folder "
-            "under multirun/",
+            hint="give the folder of one run (with script.txt and .hydra/); for a sweep, one job's folder, "
+            "outputs/<date>/<time>-multirun/<job number>",
         )
     return [str(item) for item in OmegaConf.load(overrides)]
 
@@ -142,7 +151,8 @@ def mark_resume_step(plan: Plan, run_dir: str) -> None:
         folder = Path(str(step.values.get("CHECKPOINT_DIR") or ""))
         if not str(step.values.get("CHECKPOINT_DIR") or "") or not list_checkpoints(folder):
             reason = ("the run had SAVE_MODEL false, so it saved none" if not step.values.get("SAVE_MODEL") else
-                   "the run stopped before it saved one (train() saves every EVAL_INTERVAL iterations)")
+                      "the run had SAVE_MODEL false, or it stopped before its first save (train() saves every "
+                      "EVAL_INTERVAL iterations)")
             raise CheckpointError(f"resume={run_dir}: no checkpoint to continue from in {folder}",
                                   hint=f"{reason}; start it again with gptpipe script=...")
         return

@@ -22,7 +22,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("script", None, "Path of the train script to run (required).", "path"),
+    Setting("script", None, "Path of the train script to run (required, unless resume= is given).", "path"),
     Setting("data_script", None, "Path of a data script run before the train script (optional).", "path"),
     Setting("resume", None, "Run folder of an earlier run to continue: its saved script and command-line values, from "
             "the newest checkpoint in its checkpoint folder. Values given with it win, e.g. resume=outputs/DATE/TIME "

@@ -137,8 +137,8 @@ def check_dims_agree(script_dims: ModelDims, saved_dims: ModelDims, path: Path |
         return
     raise CheckpointError(
         f"MODEL_DIMS {script_dims.encode()} disagrees with the model in {path}, which has MODEL_DIMS "
-        f"{saved_dims.encode()}; the file defines the model, so remove the MODEL_DIMS assignment "
-        f"or set MODEL_DIMS = '{saved_dims.encode()}'"
+        f"{saved_dims.encode()}; the file defines the model, so remove the MODEL_DIMS assignment from the "
+        f"script, or MODEL_DIMS=... and model.* from the command line, or set MODEL_DIMS to '{saved_dims.encode()}'"
     )
 
 

@@ -45,6 +45,12 @@ def _loaded_model_text(step) -> str:
         directory = step.values.get("CHECKPOINT_DIR") or "<run directory>/checkpoints"
         iteration = step.args[0] if step.args else -1
         name = "the newest checkpoint" if iteration == -1 else f"iter_{iteration}.safetensors"
+        if iteration == -1 and step.values.get("CHECKPOINT_DIR"):
+            from gptpipe.runtime.checkpoint import list_checkpoints
+
+            saved = list_checkpoints(directory)
+            if saved:
+                name = f"the newest checkpoint, now {saved[-1][1].name}"
         return f"model: {name} in {directory} (its MODEL_DIMS and flags replace the script's)"
     try:
         dims = read_checkpoint_metadata(path).get("MODEL_DIMS", "unknown")

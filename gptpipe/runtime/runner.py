@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from gptpipe.config.plan import Plan
-from gptpipe.errors import GptpipeError
+from gptpipe.errors import CheckpointError, GptpipeError
 from gptpipe.runtime.state import RunState
 
 log = logging.getLogger("gptpipe")
@@ -28,5 +28,12 @@ def execute_plan(plan: Plan, config: DictConfig, run_dir: Path, state: RunState 
         try:
             step.op.func(state, *step.args)
         except GptpipeError as error:
+            if step.note:
+                # The step is not in the script, so the location alone would point at the wrong call.
+                error.message = f"{step.call_text()} ({step.note}): {error.message}"
+                if isinstance(error, CheckpointError):
+                    error.hint = (f"{error.hint}; " if error.hint else "") + (
+                        "resume= loads the newest checkpoint, so move a damaged one out of the folder to "
+                        "continue from the one before it")
             raise error.with_location(step.location) from None
     return state

@@ -158,7 +158,7 @@ class Trainer:
         writer = MetricsWriter(state.run_dir, self._loss_unit()) if state.is_rank_zero else None
         self._log_start(start)
         self._warn_about_later_checkpoints(start)
-        self._warn_about_long_warmup()
+        self._warn_about_long_warmup(start)
         started = time.perf_counter()
         self.elapsed = state.train_seconds
         self._clock_base = started - state.train_seconds
@@ -214,6 +214,7 @@ class Trainer:
             # A second Ctrl-C stops at once, in the middle of a step or an evaluation.
             if status == "completed":
                 status = f"interrupted at iteration {iteration}"
+            self._log_newest_checkpoint(iteration)
             raise
         except BaseException as error:
             if status == "completed":
@@ -360,10 +361,14 @@ class Trainer:
             hint += f"; the last checkpoint before it is {saved[-1][1]}"
         return hint
 
-    def _warn_about_long_warmup(self) -> None:
-        """Warn when MAX_ITERS ends training before the warm-up reaches the peak learning rate."""
+    def _warn_about_long_warmup(self, start: int) -> None:
+        """Warn when MAX_ITERS ends training before the warm-up reaches the peak learning rate.
+
+        A run that continues from a checkpoint (`start` > 0) was warned when it began, and changing
+        the warm-up now would break its match with a run that was never stopped.
+        """
         warmup = self.drop.warmup
-        if not self.state.is_rank_zero or self.max_seconds > 0 or warmup <= self.max_iters:
+        if not self.state.is_rank_zero or self.max_seconds > 0 or warmup <= self.max_iters or start > 0:
             return
         log.warning("the warm-up (slow%d in DROP_CONFIG) is longer than MAX_ITERS %d, so the learning rate "
                     "never reaches lr %g; shorten it, e.g. slow%d", warmup, self.max_iters, self.drop.lr,
@@ -381,6 +386,19 @@ class Trainer:
             log.warning("CHECKPOINT_DIR %s already has checkpoints past iteration %d (%s), from another run or "
                         "an earlier part of this one; this run overwrites the ones it reaches. Point "
                         "CHECKPOINT_DIR at an empty folder to keep them", self.state.checkpoint_dir, start, listed)
+
+    def _log_newest_checkpoint(self, iteration: int) -> None:
+        """After a stop at once, name the checkpoint that a resumed run would start from."""
+        from gptpipe.runtime.checkpoint import list_checkpoints
+
+        if not self.state.is_rank_zero or not self.values.get("SAVE_MODEL"):
+            return
+        saved = list_checkpoints(self.state.checkpoint_dir)
+        if not saved:
+            log.info("stopped at once at iteration %d, before the first checkpoint", iteration)
+            return
+        log.info("stopped at once at iteration %d; the newest checkpoint is %s (iteration %d). To go on from "
+                 "it, run: gptpipe resume=%s", iteration, saved[-1][1], saved[-1][0], _shown_path(self.state.run_dir))
 
     def _log_resume_hint(self, iteration: int) -> None:
         """Tell the user how to continue a run stopped by Ctrl-C from the checkpoint it just saved."""
@@ -522,13 +540,18 @@ class Trainer:
                 raise KeyboardInterrupt
             self.stop_requested = True
             first_interrupt.append(time.monotonic())
-            log.info("interrupt received: stopping after the current step (press Ctrl-C again to stop at once)")
+            received = "SIGTERM" if signum == signal.SIGTERM else "interrupt"
+            log.info("%s received: stopping after the current step (press Ctrl-C again to stop at once)", received)
 
-        previous = signal.signal(signal.SIGINT, request_stop)
+        # Job schedulers ask a job to stop with SIGTERM. A single process treats it as Ctrl-C. With
+        # several ranks, the launching process receives it and passes it on to the ranks as SIGINT.
+        handled = (signal.SIGINT, signal.SIGTERM) if self.world_size == 1 else (signal.SIGINT,)
+        previous = {number: signal.signal(number, request_stop) for number in handled}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _shown_path(path: Path) -> str:

@@ -115,4 +115,4 @@ def test_resume_plan_needs_checkpoint(tmp_path):
     with pytest.raises(GptpipeError) as caught:
         plan_job(config, ["CHECKPOINT_DIR=x"])
     assert f"resume={run}: no checkpoint to continue from in {run / 'checkpoints'}" in caught.value.message
-    assert "stopped before it saved one" in caught.value.hint
+    assert "stopped before its first save" in caught.value.hint
