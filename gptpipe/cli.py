@@ -108,6 +108,12 @@ def hydra_main(config: DictConfig) -> None:
         if hydra_config.mode == RunMode.MULTIRUN:
             # One diverged or failed job should not cost the rest of the sweep, so it is only recorded here.
             FAILED_SWEEP_JOBS.append(f"{hydra_config.job.num} ({' '.join(hydra_config.overrides.task)})")
+            job_dir = Path(hydra_config.runtime.output_dir)
+            if job_dir.is_dir():
+                # The sweep summary shows it in the job's row.
+                from gptpipe.runtime.sweep import ERROR_FILE
+
+                (job_dir / ERROR_FILE).write_text(f"{error}\n", encoding="utf-8")
             return
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:

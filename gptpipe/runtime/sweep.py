@@ -19,6 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("gptpipe")
 
+ERROR_FILE = "error.txt"
+"""File in a failed sweep job's folder with the error that ended it; its first line goes into the table."""
+
 RESULT_COLUMNS = ("status", "stopped_by", "iteration", "final_train_loss", "final_test_loss", "tokens_per_s",
                   "wall_time_s")
 
@@ -87,6 +90,9 @@ def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
         if summary_path.exists():
             summary = json.loads(summary_path.read_text(encoding="utf-8"))
             row.update({column: summary.get(column) for column in RESULT_COLUMNS})
+        elif (job_dir / ERROR_FILE).exists():
+            first_line = (job_dir / ERROR_FILE).read_text(encoding="utf-8").strip().splitlines()[0]
+            row["status"] = f"failed: {first_line}"
         else:
             row["status"] = "no summary.json (failed or did not train)"
         rows.append(row)

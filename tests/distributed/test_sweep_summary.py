@@ -66,3 +66,12 @@ def test_plot_labels_name_swept_values_only():
     rows = [{"script": "a.txt", "MAX_ITERS": "4", "drop.lr": "0.01"},
             {"script": "a.txt", "MAX_ITERS": "4", "drop.lr": "0.02"}]
     assert swept_names(rows, ["script", "MAX_ITERS", "drop.lr"]) == ["drop.lr"]
+
+
+def test_sweep_summary_failed_job_error(tmp_path):
+    make_job(tmp_path, 0, "0.01", None)
+    (tmp_path / "0" / "error.txt").write_text("data.txt not found\n  hint: check the path\n")
+    write_sweep_summary(tmp_path)
+    with open(tmp_path / "sweep_summary.csv", newline="") as file:
+        row = next(csv.DictReader(file))
+    assert row["status"] == "failed: data.txt not found"
