@@ -33,7 +33,11 @@ RANK_VARIABLE = "GPTPIPE_RANK"
 FAILURE_GRACE_S = 5.0
 """After one rank fails, how long the others get to report their own error before they are stopped."""
 STOP_TIMEOUT_S = 5.0
-"""How long a rank gets to exit after SIGTERM before it is killed."""
+"""How long a rank gets to exit after SIGTERM before it is killed.
+
+During train() a rank takes SIGTERM as a request to stop after its current step, so a rank that
+is stuck in a step (waiting for a failed peer) is killed after this time.
+"""
 EXIT_USER_ERROR = 2
 EXIT_CRASH = 1
 EXIT_INTERRUPTED = 130
@@ -201,8 +205,13 @@ def run_ranks(job: RankJob, abort_reason: Callable[[], str | None] = lambda: Non
         # A terminal's Ctrl-C reaches the ranks too, but a scheduler or `kill -INT` often signals
         # this process only. The ranks ignore the copy when the first one arrived just before.
         _forward_interrupt(processes)
-        # Give the ranks the time to stop after their current step.
-        _stop(processes, patience=FAILURE_GRACE_S * 2)
+        try:
+            # The ranks stop after their current step, evaluate and save, however long that takes.
+            _wait_for_ranks(processes, abort_reason, interrupted=True)
+        except KeyboardInterrupt:
+            # A second Ctrl-C: the ranks stop at once.
+            _forward_interrupt(processes)
+            _stop(processes, patience=FAILURE_GRACE_S)
         raise
     finally:
         if in_main_thread:
@@ -213,8 +222,13 @@ def run_ranks(job: RankJob, abort_reason: Callable[[], str | None] = lambda: Non
     _raise_failure(processes, _drain(reports), job, abort_reason)
 
 
-def _wait_for_ranks(processes, abort_reason: Callable[[], str | None]) -> str | None:
-    """Wait until every rank has exited; return an abort message when the ranks had to be stopped."""
+def _wait_for_ranks(processes, abort_reason: Callable[[], str | None], interrupted: bool = False) -> str | None:
+    """Wait until every rank has exited; return an abort message when the ranks had to be stopped.
+
+    After an interrupt (`interrupted`), a rank that exits with EXIT_INTERRUPTED has stopped as asked,
+    so it does not count as a failure that cuts short the wait for the others.
+    """
+    finished = (None, 0, EXIT_INTERRUPTED) if interrupted else (None, 0)
     first_failure: float | None = None
     while True:
         running = [process for process in processes if process.exitcode is None]
@@ -224,7 +238,7 @@ def _wait_for_ranks(processes, abort_reason: Callable[[], str | None]) -> str | 
         if reason:
             _stop(running, patience=0.0)
             return reason
-        if first_failure is None and any(process.exitcode not in (None, 0) for process in processes):
+        if first_failure is None and any(process.exitcode not in finished for process in processes):
             first_failure = time.monotonic()
         if first_failure is not None and time.monotonic() - first_failure > FAILURE_GRACE_S:
             _stop(running, patience=0.0)

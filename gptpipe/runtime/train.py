@@ -543,10 +543,9 @@ class Trainer:
             received = "SIGTERM" if signum == signal.SIGTERM else "interrupt"
             log.info("%s received: stopping after the current step (press Ctrl-C again to stop at once)", received)
 
-        # Job schedulers ask a job to stop with SIGTERM. A single process treats it as Ctrl-C. With
-        # several ranks, the launching process receives it and passes it on to the ranks as SIGINT.
-        handled = (signal.SIGINT, signal.SIGTERM) if self.world_size == 1 else (signal.SIGINT,)
-        previous = {number: signal.signal(number, request_stop) for number in handled}
+        # Job schedulers ask a job to stop with SIGTERM, sent to the gptpipe process or to all of its
+        # processes. Each takes it as Ctrl-C; with several ranks the launcher passes it on as SIGINT.
+        previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:

@@ -134,19 +134,25 @@ def test_two_ranks_stop_on_budget(tmp_path):
     assert "MAX_SECONDS budget of 2 s spent at iteration" in (tmp_path / "run" / "gptpipe.log").read_text()
 
 
-def test_interrupt_of_main_process_reaches_ranks(tmp_path):
-    # `kill -INT` of the gptpipe process alone, as schedulers send it: the ranks still stop after a step.
+@pytest.mark.parametrize("to_group", [False, True], ids=["SIGINT-to-launcher", "SIGTERM-to-group"])
+def test_interrupt_of_main_process_reaches_ranks(tmp_path, to_group):
+    # `kill -INT` of the gptpipe process alone, or SIGTERM to all of its processes, as schedulers
+    # send them: the ranks still stop after a step, with a checkpoint.
     write_corpus(tmp_path / "corpus.txt")
     write_script(tmp_path)
     command = [str(GPTPIPE), "script=script.txt", "precision=32-true", "DEVICE_COUNT=2", "MAX_ITERS=100000",
                "EVAL_INTERVAL=20", "SAVE_MODEL=true", "hydra.run.dir=run"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=to_group)
     try:
         deadline = time.monotonic() + COMMAND_TIMEOUT_S
         while not (tmp_path / "run" / "metrics.csv").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)
-        process.send_signal(signal.SIGINT)
+        if to_group:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
