@@ -128,7 +128,18 @@ def _summarise_stopped_sweep(sweep_dir: Path, job: int) -> None:
     """Write the sweep summary of the jobs that ran when Ctrl-C stops a sweep in job `job`."""
     from gptpipe.runtime.sweep import write_sweep_summary
 
-    paths = write_sweep_summary(sweep_dir) if sweep_dir.is_dir() else []
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    planned = None
+    try:
+        master = OmegaConf.load(sweep_dir / "multirun.yaml")
+        expanded = sweep_jobs([str(item) for item in master.hydra.overrides.task])
+        planned = expanded[0] if expanded else None
+    except (OSError, HydraException, OmegaConfBaseException) as error:
+        # The table is still written, without rows for the jobs that did not run.
+        log.warning("sweep summary: cannot list the jobs that did not run: %s", error)
+    paths = write_sweep_summary(sweep_dir, planned) if sweep_dir.is_dir() else []
     log.info("sweep stopped in job %d; later jobs did not run%s", job,
              f"; summary of the jobs so far: {', '.join(str(path) for path in paths)}" if paths else "")
 
@@ -211,23 +222,13 @@ def check_sweep_jobs(config: DictConfig) -> int:
     Raises the first job's GptpipeError, naming the job and its swept values, so a bad value in
     any combination stops the sweep before its first job trains.
     """
-    import itertools
-
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = GlobalHydra.instance().config_loader()
-    task = [str(item) for item in config.hydra.overrides.task]
-    choices = []
-    for override in OverridesParser.create(config_loader=loader).parse_overrides(task):
-        key = override.get_key_element()
-        if override.is_discrete_sweep():
-            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
-        elif override.is_sweep_override():
-            return 0  # An interval sweep: Hydra's basic sweeper reports that it cannot run it.
-        else:
-            choices.append([f"{key}={override.get_value_element_as_str()}"])
-    jobs = [list(job) for job in itertools.product(*choices)]
+    expanded = sweep_jobs([str(item) for item in config.hydra.overrides.task])
+    if expanded is None:
+        return 0  # An interval sweep: Hydra's basic sweeper reports that it cannot run it.
+    jobs, choices = expanded
     checkpoint_dirs: dict[str, tuple[int, str]] = {}
     for number, job in enumerate(jobs):
         job_config = loader.load_sweep_config(config, job)
@@ -254,6 +255,29 @@ def check_sweep_jobs(config: DictConfig) -> int:
         if folder is not None:
             checkpoint_dirs[folder] = (number, swept)
     return len(jobs)
+
+
+def sweep_jobs(task: list[str]) -> tuple[list[list[str]], list[list[str]]] | None:
+    """Return (each job's overrides, the values of each override) of a sweep, in Hydra's job order.
+
+    Returns None for an interval sweep, which Hydra's basic sweeper cannot run.
+    """
+    import itertools
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+    choices = []
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(task):
+        key = override.get_key_element()
+        if override.is_discrete_sweep():
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        elif override.is_sweep_override():
+            return None
+        else:
+            choices.append([f"{key}={override.get_value_element_as_str()}"])
+    return [list(job) for job in itertools.product(*choices)], choices
 
 
 def _shared_checkpoint_dir(plan: Plan) -> str | None:

@@ -139,8 +139,10 @@ def test_interrupted_multirun_writes_summary(workdir):
     assert process.returncode == 130, stderr
     with open(workdir / "sweep" / "sweep_summary.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert [row["job"] for row in rows] == ["0"]
+    assert [row["job"] for row in rows] == ["0", "1"]
     assert rows[0]["status"].startswith("interrupted at iteration")
+    assert rows[1]["status"] == "not run: the sweep was stopped before it"
+    assert rows[1]["DROP_CONFIG"] == "lr0.02slow2"
     assert not (workdir / "sweep" / "1").exists()
 
 

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from gptpipe.config.plan import Plan
     from gptpipe.dsl.nodes import Script
 
+TRAINING_OPERATIONS = ("train", "net_train")
+"""Operations that train; resume= loads the newest checkpoint just before the first of them."""
+
 # Settings that belong to one command, not to the run being continued.
 _NOT_CARRIED = {"resume", "script", "data_script", "dry_run"}
 
@@ -110,7 +113,7 @@ def _scripts_set_checkpoint_dir(run_dir: Path) -> bool:
 
 
 def add_resume_step(scripts: list[Script], run_dir: str) -> list[Script]:
-    """Return `scripts` with load_checkpoint() just before the first train().
+    """Return `scripts` with load_checkpoint() just before the first train() or net_train().
 
     A load_checkpoint() the script calls itself may name an older iteration, so the added one,
     which loads the newest checkpoint, goes after it.
@@ -119,11 +122,11 @@ def add_resume_step(scripts: list[Script], run_dir: str) -> list[Script]:
 
     for index, script in enumerate(scripts):
         for position, statement in enumerate(script.statements):
-            if isinstance(statement, Call) and statement.name == "train":
+            if isinstance(statement, Call) and statement.name in TRAINING_OPERATIONS:
                 added = Call("load_checkpoint", (), statement.location)
                 statements = (*script.statements[:position], added, *script.statements[position:])
                 return [*scripts[:index], dataclasses.replace(script, statements=statements), *scripts[index + 1:]]
-    raise ConfigError(f"resume={run_dir}: the run's script has no train() to continue",
+    raise ConfigError(f"resume={run_dir}: the run's script has no train() or net_train() to continue",
                       hint="resume= continues training; run the script itself with gptpipe script=...")
 
 

@@ -247,7 +247,7 @@ def load_checkpoint(state: RunState, iteration: int = NEWEST) -> None:
     loads the newest checkpoint. Set CHECKPOINT_DIR to the interrupted run's checkpoints/ folder;
     the resumed run writes its own checkpoints there too. To continue a run with its own script
     and values, the command line `gptpipe resume=RUN_DIR` does this without a new script: it adds
-    load_checkpoint() just before the script's first train().
+    load_checkpoint() just before the script's first train() or net_train().
 
     Errors: no iter_N in CHECKPOINT_DIR (the message lists the iterations it contains, and the
     plan checks this before any work when the folder exists and no model was created before);

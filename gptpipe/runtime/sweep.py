@@ -76,8 +76,14 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     return overrides
 
 
-def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """Return the table's columns and one row per job (missing results stay empty)."""
+NOT_RUN = "not run: the sweep was stopped before it"
+
+
+def summary_rows(sweep_dir: Path, planned: list[list[str]] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Return the table's columns and one row per job (missing results stay empty).
+
+    `planned` lists every job's overrides; jobs in it without a folder get a NOT_RUN row.
+    """
     rows = []
     override_names: list[str] = []
     for job_dir in job_dirs(sweep_dir):
@@ -96,12 +102,24 @@ def summary_rows(sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
         else:
             row["status"] = "no summary.json (failed or did not train)"
         rows.append(row)
+    ran = {row["job"] for row in rows}
+    for number, job in enumerate(planned or []):
+        if str(number) not in ran:
+            overrides = {}
+            for item in job:
+                name, _, value = item.partition("=")
+                overrides[name.lstrip("+~")] = value
+            override_names.extend(name for name in overrides if name not in override_names)
+            rows.append({"job": str(number), **overrides, "status": NOT_RUN})
     return ["job", *override_names, *RESULT_COLUMNS], rows
 
 
-def write_sweep_summary(sweep_dir: Path) -> list[Path]:
-    """Write sweep_summary.csv, sweep_summary.md and sweep_test_loss.png; return the paths written."""
-    columns, rows = summary_rows(sweep_dir)
+def write_sweep_summary(sweep_dir: Path, planned: list[list[str]] | None = None) -> list[Path]:
+    """Write sweep_summary.csv, sweep_summary.md and sweep_test_loss.png; return the paths written.
+
+    `planned`, every job's overrides, adds a row for each job that never ran.
+    """
+    columns, rows = summary_rows(sweep_dir, planned)
     if not rows:
         log.warning("sweep summary: no job directories in %s", sweep_dir)
         return []

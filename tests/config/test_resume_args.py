@@ -102,8 +102,13 @@ def test_resume_step_before_first_train():
     assert added.location == scripts[0].statements[3].location
 
 
+def test_resume_step_before_net_train():
+    scripts = add_resume_step([parse_text("create_model()\nnet_train('workers.txt')\n", "s.txt")], "run")
+    assert statement_names(scripts) == ["create_model", "load_checkpoint", "net_train"]
+
+
 def test_resume_step_needs_train():
-    with pytest.raises(GptpipeError, match="the run's script has no train\\(\\) to continue"):
+    with pytest.raises(GptpipeError, match="the run's script has no train\\(\\) or net_train\\(\\) to continue"):
         add_resume_step([parse_text("create_model()\n", "s.txt")], "run")
 
 

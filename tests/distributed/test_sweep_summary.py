@@ -75,3 +75,14 @@ def test_sweep_summary_failed_job_error(tmp_path):
     with open(tmp_path / "sweep_summary.csv", newline="") as file:
         row = next(csv.DictReader(file))
     assert row["status"] == "failed: data.txt not found"
+
+
+def test_sweep_summary_jobs_not_run(tmp_path):
+    make_job(tmp_path, 0, "0.01", summary(4.5))
+    planned = [["script=s.txt", "DROP_CONFIG=drop1ch1lr0.01"], ["script=s.txt", "DROP_CONFIG=drop1ch1lr0.02"]]
+    write_sweep_summary(tmp_path, planned)
+    with open(tmp_path / "sweep_summary.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["job"], row["DROP_CONFIG"]) for row in rows] == [("0", "drop1ch1lr0.01"), ("1", "drop1ch1lr0.02")]
+    assert rows[0]["status"] == "completed"
+    assert rows[1]["status"] == "not run: the sweep was stopped before it"
