@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -171,7 +172,11 @@ def run(config: DictConfig) -> None:
     plan_text = format_plan(plan, config)
     _save_inputs(run_dir, scripts, plan_text)
     if config.get("dry_run"):
-        print(plan_text)
+        try:
+            print(plan_text, flush=True)
+        except BrokenPipeError:
+            # The reader stopped early (`| head`); stdout goes nowhere from here on, without an error at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     if config.get("resume"):
         log.info("continuing the run in %s with its script and command-line values: %s", config.resume,
@@ -197,8 +202,6 @@ def plan_job(config: DictConfig, task_overrides) -> tuple[list[Script], Plan]:
     resume = config.get("resume")
     if not resume:
         return scripts, build_plan(scripts, config, _override_keys(task_overrides))
-    import os
-
     from gptpipe.config.resume import add_resume_step, mark_resume_step, started_in
 
     scripts = add_resume_step(scripts, str(resume))

@@ -11,6 +11,7 @@ first train(), so the run goes on from its newest checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,36 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def _path_value(path: Path) -> str:
+    """Return `path` as a Hydra override value, quoted when it contains characters such as ',' or ' '."""
+    text = str(path)
+    if re.fullmatch(r"[\w./-]+", text):
+        return text
+    # Inside quotes, Hydra reads a backslash as an escape only before a quote.
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def _folder_value(argument: str) -> str:
+    """Return the folder of a `resume=...` argument, read as Hydra reads values (quotes, commas)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    text = argument.split("=", 1)[1]
+    try:
+        override = OverridesParser.create().parse_overrides([argument])[0] if text.strip() else None
+    except OverrideParseException:
+        override = None  # The command-line check reports the syntax error.
+    if override is not None and override.is_sweep_override():
+        raise ConfigError(f"{argument}: a sweep over run folders is not supported",
+                          hint="continue one run per command; quote a folder whose name contains a comma, "
+                          "e.g. resume=\"'runs/a,b'\"")
+    value = str(override.value()) if override is not None else text.strip()
+    if not value:
+        raise ConfigError("resume= needs the folder of the run to continue",
+                          hint="e.g. resume=outputs/2026-01-31/12-00-00; the run's log names its folder")
+    return value
+
+
 def expand_resume(argv: list[str]) -> list[str]:
     """Return `argv` with `resume=RUN_DIR` expanded into the run's script and values; unchanged without it."""
     resume_args = [arg for arg in argv if not arg.startswith("-") and _key(arg) == "resume"]
@@ -40,13 +71,7 @@ def expand_resume(argv: list[str]) -> list[str]:
         raise ConfigError(f"resume= is given {len(resume_args)} times: {' '.join(resume_args)}",
                           hint="give one run folder, e.g. resume=outputs/2026-01-31/12-00-00")
 
-    value = resume_args[0].split("=", 1)[1].strip().strip("'\"")
-    if not value:
-        raise ConfigError("resume= needs the folder of the run to continue",
-                          hint="e.g. resume=outputs/2026-01-31/12-00-00; the run's log names its folder")
-    if "," in value:
-        raise ConfigError(f"resume={value}: a sweep over run folders is not supported",
-                          hint="continue one run per command; each sweep job has its own folder under multirun/")
+    value = _folder_value(resume_args[0])
     for arg in argv:
         if not arg.startswith("-") and _key(arg) in ("script", "data_script"):
             raise ConfigError(
@@ -58,13 +83,13 @@ def expand_resume(argv: list[str]) -> list[str]:
     run_dir = Path(value)
     saved = _saved_overrides(run_dir)
     carried = [item for item in saved if _key(item) not in _NOT_CARRIED and not _key(item).startswith("hydra.")]
-    carried.append(f"script={run_dir / 'script.txt'}")
+    carried.append(f"script={_path_value(run_dir / 'script.txt')}")
     data_script = run_dir / "data_script.txt"
     if data_script.is_file():
-        carried.append(f"data_script={data_script}")
+        carried.append(f"data_script={_path_value(data_script)}")
     if not any(_key(item) == "CHECKPOINT_DIR" for item in carried) and not _scripts_set_checkpoint_dir(run_dir):
         # The run saved into its own folder; the continued run loads from there and saves there too.
-        carried.append(f"CHECKPOINT_DIR={(run_dir / 'checkpoints').resolve()}")
+        carried.append(f"CHECKPOINT_DIR={_path_value((run_dir / 'checkpoints').resolve())}")
 
     mine = {_key(arg) for arg in argv if not arg.startswith("-")}
     return [item for item in carried if _key(item) not in mine] + argv

@@ -121,3 +121,14 @@ def test_resume_plan_needs_checkpoint(tmp_path):
         plan_job(config, ["CHECKPOINT_DIR=x"])
     assert f"resume={run}: no checkpoint to continue from in {run / 'checkpoints'}" in caught.value.message
     assert "stopped before its first save" in caught.value.hint
+
+
+def test_expand_quotes_unusual_paths(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    run = make_run(tmp_path / "my runs,1", ["script=x.txt"])
+    argv = expand_resume([f"resume='{run}'"])
+    parsed = {override.key_or_group: override for override in OverridesParser.create().parse_overrides(argv[:2])}
+    assert parsed["script"].value() == str(run / "script.txt")
+    assert not parsed["script"].is_sweep_override()
+    assert parsed["CHECKPOINT_DIR"].value() == str((run / "checkpoints").resolve())
