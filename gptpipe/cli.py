@@ -348,7 +348,7 @@ def _check_subtree_field(key: str) -> None:
 
 def _check_added_key(key: str, known: set[str]) -> None:
     """Reject +NAME=value when NAME is a known name or close to one, which is a typo rather than a new key."""
-    import difflib
+    from gptpipe.config.variables import closest
 
     name = key.lstrip("+~")
     if not key.startswith("+") or key.startswith("++") or "." in name:
@@ -356,12 +356,11 @@ def _check_added_key(key: str, known: set[str]) -> None:
     if name in known:
         raise GptpipeError(f"+{name}: {name} exists already, so it cannot be added",
                            hint=f"set it without the plus: {name}=value")
-    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
-    close = close or difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.8)
+    close = closest(name, known, cutoff=0.8)
     if close:
         raise GptpipeError(
-            f"+{name} adds a new config key, but {name} looks like a misspelling of {close[0]}",
-            hint=f"write {close[0]}=value; +name=value is only for new keys that scripts read as ${{name}}",
+            f"+{name} adds a new config key, but {name} looks like a misspelling of {close}",
+            hint=f"write {close}=value; +name=value is only for new keys that scripts read as ${{name}}",
         )
 
 

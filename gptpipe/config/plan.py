@@ -65,7 +65,7 @@ class Step:
     explicit: frozenset[str] = frozenset()
     """Variables set by the script before this step or on the command line, rather than defaults."""
     note: str = ""
-    """Why the step is there when the script does not call it (resume=RUN_DIR adds load_checkpoint())."""
+    """Reason for a step that the script does not call, e.g. the load_checkpoint() that resume=RUN_DIR adds."""
 
     def call_text(self) -> str:
         return f"{self.op.name}({', '.join(_format_arg(a) for a in self.args)})"

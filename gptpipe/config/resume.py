@@ -5,7 +5,7 @@ copies of the scripts it ran, and `.hydra/overrides.yaml`, its command-line valu
 composes the config, `expand_resume` turns `resume=RUN_DIR` into those values. The copies become
 `script` and `data_script`, and the run's checkpoint folder becomes `CHECKPOINT_DIR`. Values given
 with `resume=` come last, so they win. `add_resume_step` then puts a `load_checkpoint()` just before the
-first train(), so the run goes on from its newest checkpoint.
+first train() or net_train(), so the run goes on from its newest checkpoint.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _saved_overrides(run_dir: Path) -> list[str]:
 
 
 def _scripts_set_checkpoint_dir(run_dir: Path) -> bool:
-    """True when the run's scripts assign CHECKPOINT_DIR themselves; the same assignment applies when it goes on."""
+    """Return True when the run's scripts assign CHECKPOINT_DIR, which then applies to the continued run too."""
     from gptpipe.dsl import parse_file
     from gptpipe.dsl.nodes import Assign
 

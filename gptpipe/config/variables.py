@@ -146,15 +146,21 @@ def lookup(name: str) -> Variable:
     raise ConfigError(f"unknown variable {name}" + suggest(name, BY_NAME))
 
 
+def closest(name: str, known: Any, cutoff: float = 0.6) -> str | None:
+    """Return the name of `known` closest to `name` (or to its upper case), or None when none is close."""
+    names = sorted(known)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=cutoff)
+    if not close:
+        close = difflib.get_close_matches(name.upper(), names, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def suggest(name: str, known: Any) -> str:
     """Return '; did you mean X?' for the closest of `known`, or a list of them."""
-    names = sorted(known)
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.6)
+    close = closest(name, known)
     if close:
-        return f"; did you mean {close[0]}?"
-    return "; known names are " + ", ".join(names)
+        return f"; did you mean {close}?"
+    return "; known names are " + ", ".join(sorted(known))
 
 
 def defaults() -> dict[str, Any]:

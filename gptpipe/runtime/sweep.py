@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,16 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
         return {}
-    overrides = {}
-    for item in OmegaConf.load(path):
-        name, _, value = str(item).partition("=")
-        overrides[name.lstrip("+~")] = value
-    return overrides
+    return _by_name(str(item) for item in OmegaConf.load(path))
+
+
+def _by_name(overrides: Iterable[str]) -> dict[str, str]:
+    """Return NAME=value overrides as name -> value text, without Hydra's + and ~ prefixes."""
+    named = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        named[name.lstrip("+~")] = value
+    return named
 
 
 NOT_RUN = "not run: the sweep was stopped before it"
@@ -105,10 +111,7 @@ def summary_rows(sweep_dir: Path, planned: list[list[str]] | None = None) -> tup
     ran = {row["job"] for row in rows}
     for number, job in enumerate(planned or []):
         if str(number) not in ran:
-            overrides = {}
-            for item in job:
-                name, _, value = item.partition("=")
-                overrides[name.lstrip("+~")] = value
+            overrides = _by_name(job)
             override_names.extend(name for name in overrides if name not in override_names)
             rows.append({"job": str(number), **overrides, "status": NOT_RUN})
     return ["job", *override_names, *RESULT_COLUMNS], rows
